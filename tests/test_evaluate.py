@@ -1,0 +1,58 @@
+import math
+
+import pytest
+import torch
+
+from unisemi.evaluate import confusion_matrix, iou_from_confusion, mean_iou, summarize
+
+IGNORE = 255
+
+
+def test_confusion_matrix_counts_by_hand():
+    target = torch.tensor([[0, 0, 1], [1, 2, IGNORE]])
+    pred = torch.tensor([[0, 1, 1], [1, 0, 2]])
+    conf = confusion_matrix(pred, target, 3)
+    # rows = GT, cols = prediction; the ignored pixel (GT 255) is not counted
+    expected = torch.tensor([[1, 1, 0], [0, 2, 0], [1, 0, 0]])
+    assert torch.equal(conf, expected)
+
+
+def test_iou_and_miou_against_hand_computed_matrix():
+    conf = torch.tensor([[8, 2, 0, 0], [1, 5, 0, 0], [0, 0, 0, 0], [0, 3, 0, 1]])
+    iou = iou_from_confusion(conf)
+    # class 0: 8 / (10 + 9 - 8) = 8/11; class 1: 5 / (6 + 10 - 5) = 5/11; class 2: absent -> NaN;
+    # class 3: 1 / (4 + 1 - 1) = 1/4
+    assert iou[0].item() == pytest.approx(8 / 11)
+    assert iou[1].item() == pytest.approx(5 / 11)
+    assert math.isnan(iou[2].item())
+    assert iou[3].item() == pytest.approx(1 / 4)
+    assert mean_iou(iou) == pytest.approx((8 / 11 + 5 / 11 + 1 / 4) / 3)
+    zero = iou_from_confusion(conf, absent_as_zero=True)
+    assert zero[2].item() == 0.0
+    assert mean_iou(zero) == pytest.approx((8 / 11 + 5 / 11 + 0 + 1 / 4) / 4)
+
+
+def test_predicted_but_absent_class_scores_zero_not_nan():
+    conf = torch.tensor([[3, 1], [0, 0]])  # class 1 never in GT but predicted once
+    iou = iou_from_confusion(conf)
+    assert iou[1].item() == 0.0
+
+
+def test_summarize_reports_percent_per_class_name():
+    conf = torch.tensor([[2, 0], [0, 2]])
+    out = summarize(conf, ["road", "sky"])
+    assert out["miou"] == pytest.approx(100.0)
+    assert out["iou"] == {"road": pytest.approx(100.0), "sky": pytest.approx(100.0)}
+    assert out["pixel_acc"] == pytest.approx(100.0)
+
+
+def test_vectorised_matrix_equals_pixel_loop():
+    gen = torch.Generator().manual_seed(0)
+    target = torch.randint(0, 5, (2, 9, 7), generator=gen)
+    target[0, :2] = IGNORE
+    pred = torch.randint(0, 5, (2, 9, 7), generator=gen)
+    slow = torch.zeros(5, 5, dtype=torch.long)
+    for t, p in zip(target.flatten().tolist(), pred.flatten().tolist()):
+        if t != IGNORE:
+            slow[t, p] += 1
+    assert torch.equal(confusion_matrix(pred, target, 5), slow)

@@ -1,0 +1,3 @@
+from unisemi.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,88 @@
+"""`python -m unisemi {train,eval}`: the single-process entry points."""
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+
+USER_ERRORS = (ValueError, FileNotFoundError, KeyError)
+
+
+def format_record(record: dict, title: str) -> str:
+    """Per-class IoU and mIoU of one evaluation, one block per domain."""
+    lines = [f"{title} (iteration {record['iteration']})"]
+    for domain, m in record["domains"].items():
+        lines.append(f"  {domain}: mIoU {m['miou']:.2f}  pixel acc {m['pixel_acc']:.2f}")
+        width = max(len(c) for c in m["iou"])
+        for name, v in m["iou"].items():
+            shown = "   n/a" if math.isnan(v) else f"{v:6.2f}"
+            lines.append(f"    {name:<{width}}  {shown}")
+    if len(record["domains"]) > 1:
+        lines.append(f"  sum of mIoU {record['miou_sum']:.2f}")
+    return "\n".join(lines)
+
+
+def cmd_train(args) -> int:
+    from unisemi.config import load_config
+    cfg = load_config(args.config, args.set)
+    from unisemi.train import fit
+    result = fit(cfg, resume=args.resume)
+    print(format_record(result["final"], "final evaluation"))
+    if result["best"] is not result["final"]:
+        print(format_record(result["best"], "best-on-validation evaluation"))
+    t = result["timing"]
+    print(f"wall {t['total']:.1f}s (data {t['data']:.1f}s, train {t['train']:.1f}s, eval {t['eval']:.1f}s)")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    import torch
+
+    from unisemi import checkpoint
+    from unisemi.config import build_config, load_values, _merge, parse_override
+    from unisemi.data import load_domain
+    from unisemi.models import build_model
+    from unisemi.train import evaluate_all, resolve_device
+
+    ck = checkpoint.load(args.checkpoint)
+    values = _merge(ck["config"], load_values(args.config))
+    for text in args.set:
+        values = _merge(values, parse_override(text))
+    cfg = build_config(values, str(args.checkpoint))
+    device = resolve_device(cfg.train.device)
+    domains = {d: load_domain(cfg.data, d) for d in cfg.data.domains}
+    model = build_model(cfg.model, {d: dd.num_classes for d, dd in domains.items()}).to(device)
+    model.load_state_dict(ck["model"])
+    with torch.no_grad():
+        record = evaluate_all(cfg, model, domains, device, ck["step"])
+    print(format_record(record, f"evaluation of {args.checkpoint}"))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m unisemi", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train one config and print per-class IoU / mIoU")
+    train.add_argument("--config", default=None, help="YAML file or preset name (unisemi/presets)")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override one dotted key, e.g. train.iterations=300 (repeatable)")
+    train.add_argument("--resume", default=None, help="checkpoint file or directory to resume from")
+    train.set_defaults(func=cmd_train)
+    ev = sub.add_parser("eval", help="evaluate a checkpoint on the validation split")
+    ev.add_argument("--checkpoint", required=True, help="checkpoint file or directory")
+    ev.add_argument("--config", default=None, help="optional YAML whose values override the stored config")
+    ev.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ev.set_defaults(func=cmd_eval)
+    return parser
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except USER_ERRORS as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"error: {msg}", file=sys.stderr)
+        return 2

@@ -1,0 +1,22 @@
+"""Data: the embedded synthetic world (default) and, later, real datasets behind the same interface.
+
+A *source* is a family of domains (the synthetic world, or one real dataset per domain). Each
+domain yields a `DomainData`: its label space, its labelled / unlabelled / val index sets and a
+`fetch(split, indices)` that returns uint8 images and labels. The training loop sees nothing else.
+"""
+from __future__ import annotations
+
+from unisemi.data.domain_data import DomainData, load_domain
+
+SOURCES = ("synthetic",)
+
+
+def known_domains(source: str) -> list[str]:
+    """Names a config may list under data.domains for this source."""
+    if source == "synthetic":
+        from unisemi.data.synthetic import DOMAINS
+        return sorted(DOMAINS)
+    raise ValueError(f"unknown data source '{source}' (known: {', '.join(SOURCES)})")
+
+
+__all__ = ["DomainData", "load_domain", "known_domains", "SOURCES"]

@@ -1,0 +1,24 @@
+"""Batched tensor transforms shared by every method: normalisation and weak augmentation."""
+from __future__ import annotations
+
+import torch
+
+# ImageNet statistics, so that torchvision-style pretrained encoders see what they were trained on.
+MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, 3, H, W) -> normalised float32 on the same device."""
+    x = images.float().div_(255.0)
+    return (x - MEAN.to(x.device)) / STD.to(x.device)
+
+
+def random_hflip(images: torch.Tensor, labels: torch.Tensor | None, generator: torch.Generator):
+    """Flip each sample left-right with probability 1/2 (one draw per sample, no Python loop)."""
+    flip = torch.rand(images.shape[0], generator=generator) < 0.5
+    flip = flip.to(images.device)
+    images = torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
+    if labels is not None:
+        labels = torch.where(flip.view(-1, 1, 1), labels.flip(-1), labels)
+    return images, labels

@@ -1,0 +1,69 @@
+"""Evaluation: one confusion matrix over a whole validation split, per-class IoU and mIoU.
+
+Convention (documented in README): a class absent from both the ground truth and the predictions
+of the whole split has IoU NaN and is left out of the mean, as the official Cityscapes evaluation
+does. `absent_as_zero=True` counts it as 0 instead, which is what the released codes of the
+universal and contrastive papers effectively do (their means include such classes as 0).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+IGNORE_INDEX = 255
+
+
+def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(C, C) int64 counts, rows = ground truth, cols = prediction; ignore-labelled pixels skipped."""
+    target = target.reshape(-1).long()
+    pred = pred.reshape(-1).long()
+    valid = (target >= 0) & (target < num_classes)
+    # One bincount over a combined index is the whole matrix: no per-class or per-pixel loop.
+    flat = target[valid] * num_classes + pred[valid]
+    return torch.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def iou_from_confusion(conf: torch.Tensor, absent_as_zero: bool = False) -> torch.Tensor:
+    """Per-class IoU (float64, NaN where the class is in neither GT nor predictions)."""
+    conf = conf.double()
+    tp = conf.diag()
+    union = conf.sum(0) + conf.sum(1) - tp
+    iou = tp / union  # 0/0 -> NaN for absent classes
+    if absent_as_zero:
+        iou = torch.nan_to_num(iou, nan=0.0)
+    return iou
+
+
+def mean_iou(iou: torch.Tensor) -> float:
+    """Mean over the classes that have a defined IoU (NaN entries are skipped)."""
+    valid = ~torch.isnan(iou)
+    return float(iou[valid].mean()) if valid.any() else math.nan
+
+
+def summarize(conf: torch.Tensor, classes, absent_as_zero: bool = False) -> dict:
+    """Metrics dict: miou, pixel accuracy and IoU per class name (all in %)."""
+    iou = iou_from_confusion(conf, absent_as_zero)
+    total = conf.sum().item()
+    return {
+        "miou": 100.0 * mean_iou(iou),
+        "pixel_acc": 100.0 * conf.diag().sum().item() / total if total else math.nan,
+        "iou": {name: 100.0 * float(v) for name, v in zip(classes, iou)},
+    }
+
+
+@torch.no_grad()
+def evaluate_domain(model, images, labels, domain: str, num_classes: int, batch_size: int = 32,
+                    device: torch.device | str = "cpu", normalize=None) -> torch.Tensor:
+    """Confusion matrix of `model`'s `domain` head over uint8 images (N, 3, H, W) and labels (N, H, W)."""
+    was_training = model.training
+    model.eval()
+    conf = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
+    for start in range(0, len(images), batch_size):
+        x = images[start:start + batch_size].to(device)
+        x = normalize(x) if normalize is not None else x.float() / 255.0
+        y = labels[start:start + batch_size].to(device)
+        logits = model(x, domain)["logits"]
+        conf += confusion_matrix(logits.argmax(1), y, num_classes)
+    model.train(was_training)
+    return conf.cpu()

@@ -1,0 +1,20 @@
+"""Methods are plain modules with one interface; the training loop never branches on a name.
+
+    NEEDS_UNLABELLED: bool
+    build(config, model) -> nn.Module                 # method state: extra modules and buffers
+    losses(model, state, batch, step) -> dict[str, Tensor]   # weighted terms; their sum is the loss
+    after_step(model, state, step) -> None            # EMA teacher, memory bank, centroids
+
+A new method is one file plus one line here.
+"""
+from unisemi.methods import supervised
+
+METHODS = {
+    "supervised": supervised,
+}
+
+
+def get_method(name: str):
+    if name not in METHODS:
+        raise ValueError(f"unknown method '{name}' (known: {', '.join(sorted(METHODS))})")
+    return METHODS[name]

@@ -1,0 +1,119 @@
+"""Models: one shared encoder plus one segmentation head per label space."""
+from __future__ import annotations
+
+import logging
+import os
+
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from .encoders import ENCODERS, check_output_stride
+from .heads import HEADS
+from .weights import load_encoder_weights, summarize
+
+__all__ = ["ENCODERS", "HEADS", "SegmentationModel", "build_model", "load_encoder_weights"]
+
+log = logging.getLogger("unisemi")
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".tar")
+
+
+def _lookup(table: dict, name: str, kind: str):
+    if name not in table:
+        raise ValueError(f"unknown {kind} {name!r}; known: {sorted(table)}")
+    return table[name]
+
+
+class SegmentationModel(nn.Module):
+    """Shared encoder, ``heads[domain]`` per label space.
+
+    ``head_builder(in_channels, low_channels, num_classes, cfg)`` creates heads,
+    so ``add_head`` / ``replace_head`` build the same head type as the others.
+    """
+
+    def __init__(self, encoder: nn.Module, head_builder, label_spaces: dict[str, int], cfg=None):
+        super().__init__()
+        self.encoder = encoder
+        self.head_builder = head_builder
+        self.cfg = cfg
+        self.encoder_channels = int(encoder.out_channels)
+        self.heads = nn.ModuleDict()
+        self.feature_channels: int | None = None
+        for domain, num_classes in label_spaces.items():
+            self.add_head(domain, num_classes)
+
+    @property
+    def domains(self) -> list[str]:
+        return list(self.heads.keys())
+
+    def _new_head(self, domain: str, num_classes: int) -> nn.Module:
+        if not isinstance(domain, str) or not domain or "." in domain:
+            raise ValueError(f"domain name {domain!r} must be a non-empty string without '.'")
+        if int(num_classes) < 1:
+            raise ValueError(f"num_classes for domain {domain!r} must be >= 1, got {num_classes}")
+        head = self.head_builder(self.encoder_channels, int(self.encoder.low_channels),
+                                 int(num_classes), self.cfg)
+        head.to(next(self.encoder.parameters()).device)
+        self.feature_channels = int(head.feature_channels)
+        return head
+
+    def add_head(self, domain: str, num_classes: int) -> nn.Module:
+        if domain in self.heads:
+            raise ValueError(f"domain {domain!r} already has a head; use replace_head")
+        self.heads[domain] = self._new_head(domain, num_classes)
+        return self.heads[domain]
+
+    def replace_head(self, domain: str, num_classes: int) -> nn.Module:
+        """Swap ``domain``'s head for a freshly initialised one with ``num_classes``."""
+        self._head(domain)  # unknown domain -> clear KeyError (guards against typos)
+        self.heads[domain] = self._new_head(domain, num_classes)
+        return self.heads[domain]
+
+    def _head(self, domain: str) -> nn.Module:
+        if domain not in self.heads:
+            raise KeyError(f"no head for domain {domain!r}; known domains: {self.domains}")
+        return self.heads[domain]
+
+    def encode(self, x: Tensor) -> dict[str, Tensor]:
+        return self.encoder(x)
+
+    def decode(self, feats: dict[str, Tensor], domain: str,
+               out_size: tuple[int, int] | None = None) -> dict[str, Tensor]:
+        logits, features = self._head(domain)(feats)
+        if out_size is not None and tuple(logits.shape[-2:]) != tuple(out_size):
+            logits = F.interpolate(logits, size=tuple(out_size), mode="bilinear",
+                                   align_corners=False)
+        return {"logits": logits, "features": features}
+
+    def forward(self, x: Tensor, domain: str) -> dict[str, Tensor]:
+        feats = self.encode(x)
+        out = self.decode(feats, domain, tuple(x.shape[-2:]))
+        out["encoder"] = feats["out"]
+        return out
+
+
+def _pretrained_path(value) -> str | None:
+    """Return a file path to load, None for no weights; reject unknown keywords."""
+    if value is None or str(value).strip().lower() in ("", "none"):
+        return None
+    value = str(value)
+    looks_like_path = (os.sep in value or "/" in value or value.endswith(CHECKPOINT_SUFFIXES)
+                       or os.path.exists(value))
+    if not looks_like_path:
+        raise ValueError(f"pretrained={value!r} is neither 'none' nor a path to a local "
+                         f"checkpoint file")
+    return value
+
+
+def build_model(cfg, label_spaces: dict[str, int]) -> SegmentationModel:
+    """Build encoder + one head per ``label_spaces`` entry from a model config."""
+    if not label_spaces:
+        raise ValueError("label_spaces must name at least one domain")
+    encoder_fn = _lookup(ENCODERS, cfg.encoder, "encoder")
+    head_fn = _lookup(HEADS, cfg.head, "head")
+    check_output_stride(cfg.output_stride)
+    path = _pretrained_path(getattr(cfg, "pretrained", "none"))
+    encoder = encoder_fn(int(cfg.output_stride), int(getattr(cfg, "width", 32)))
+    if path is not None:
+        log.info(summarize(load_encoder_weights(encoder, path), path))
+    return SegmentationModel(encoder, head_fn, label_spaces, cfg)

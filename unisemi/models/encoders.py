@@ -1,0 +1,206 @@
+"""Encoders: dilated ResNets (torchvision-compatible names) and a tiny CPU net.
+
+Every encoder returns ``{"low": stride-4 features, "out": stride-os features}``
+and exposes ``low_channels`` / ``out_channels``.
+"""
+from __future__ import annotations
+
+import torch.nn as nn
+from torch import Tensor
+
+VALID_OUTPUT_STRIDES = (8, 16)
+
+
+def check_output_stride(output_stride: int) -> None:
+    if output_stride not in VALID_OUTPUT_STRIDES:
+        raise ValueError(
+            f"output_stride={output_stride!r} is not supported; expected one of {{8, 16}}")
+
+
+def conv3x3(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Conv2d:
+    # padding == dilation keeps the spatial size for stride 1.
+    return nn.Conv2d(cin, cout, 3, stride=stride, padding=dilation, dilation=dilation, bias=False)
+
+
+def conv1x1(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, cin: int, planes: int, stride: int = 1, dilation: int = 1,
+                 downsample: nn.Module | None = None):
+        super().__init__()
+        self.conv1 = conv3x3(cin, planes, stride, dilation)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = conv3x3(planes, planes, 1, dilation)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class Bottleneck(nn.Module):
+    # torchvision "v1.5": the stride sits on the 3x3 conv, not the first 1x1.
+    expansion = 4
+
+    def __init__(self, cin: int, planes: int, stride: int = 1, dilation: int = 1,
+                 downsample: nn.Module | None = None):
+        super().__init__()
+        self.conv1 = conv1x1(cin, planes)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = conv3x3(planes, planes, stride, dilation)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = conv1x1(planes, planes * 4)
+        self.bn3 = nn.BatchNorm2d(planes * 4)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+class DilatedResNet(nn.Module):
+    """ImageNet ResNet without avgpool/fc; late strides become dilations.
+
+    Attribute names mirror torchvision so its checkpoints load by name.
+    """
+
+    def __init__(self, block: type, layers: list[int], output_stride: int = 8):
+        super().__init__()
+        check_output_stride(output_stride)
+        # OS 16: only layer4 is dilated; OS 8: layer3 and layer4.
+        dilate = (False, output_stride == 8, True)
+        self.inplanes, self.dilation = 64, 1
+        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.layer1 = self._make_layer(block, 64, layers[0])
+        self.layer2 = self._make_layer(block, 128, layers[1], 2, dilate[0])
+        self.layer3 = self._make_layer(block, 256, layers[2], 2, dilate[1])
+        self.layer4 = self._make_layer(block, 512, layers[3], 2, dilate[2])
+        self.low_channels = 64 * block.expansion
+        self.out_channels = 512 * block.expansion
+        self.output_stride = output_stride
+        _init_weights(self)
+
+    def _make_layer(self, block: type, planes: int, blocks: int, stride: int = 1,
+                    dilate: bool = False) -> nn.Sequential:
+        # Same scheme as torchvision's replace_stride_with_dilation: the first
+        # block keeps the previous dilation, later ones use the new one.
+        previous_dilation = self.dilation
+        if dilate:
+            self.dilation *= stride
+            stride = 1
+        downsample = None
+        if stride != 1 or self.inplanes != planes * block.expansion:
+            downsample = nn.Sequential(conv1x1(self.inplanes, planes * block.expansion, stride),
+                                       nn.BatchNorm2d(planes * block.expansion))
+        mods = [block(self.inplanes, planes, stride, previous_dilation, downsample)]
+        self.inplanes = planes * block.expansion
+        mods += [block(self.inplanes, planes, 1, self.dilation) for _ in range(1, blocks)]
+        return nn.Sequential(*mods)
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        low = self.layer1(x)
+        out = self.layer4(self.layer3(self.layer2(low)))
+        return {"low": low, "out": out}
+
+
+class TinyBlock(nn.Module):
+    """Two 3x3 conv+BN residual block (projection skip when shape changes)."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1, dilation: int = 1):
+        super().__init__()
+        self.body = nn.Sequential(
+            conv3x3(cin, cout, stride, dilation), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+            conv3x3(cout, cout, 1, dilation), nn.BatchNorm2d(cout))
+        self.skip = None
+        if stride != 1 or cin != cout:
+            self.skip = nn.Sequential(conv1x1(cin, cout, stride), nn.BatchNorm2d(cout))
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.skip is None else self.skip(x)
+        return self.relu(self.body(x) + identity)
+
+
+class TinyEncoder(nn.Module):
+    """Small dilated residual net (DRN-like) for fast CPU experiments.
+
+    Channels (w, 2w, 4w, 4w) with one residual block per stage; the last two
+    stages dilate instead of striding so the output keeps stride 8 (or 16).
+    Nearly all parameters live at the output stride, which keeps compute low.
+    """
+
+    def __init__(self, output_stride: int = 8, width: int = 32):
+        super().__init__()
+        check_output_stride(output_stride)
+        w = int(width)
+        if w < 4:
+            raise ValueError(f"tiny encoder width={width!r} must be >= 4")
+        self.stem = nn.Sequential(
+            conv3x3(3, w // 2, stride=2), nn.BatchNorm2d(w // 2), nn.ReLU(inplace=True),
+            conv3x3(w // 2, w, stride=2), nn.BatchNorm2d(w), nn.ReLU(inplace=True))
+        self.stage1 = TinyBlock(w, w)                     # stride 4 -> "low"
+        self.stage2 = TinyBlock(w, 2 * w, stride=2)       # stride 8
+        if output_stride == 8:
+            self.stage3 = TinyBlock(2 * w, 4 * w, dilation=2)
+            self.stage4 = TinyBlock(4 * w, 4 * w, dilation=4)
+        else:
+            self.stage3 = TinyBlock(2 * w, 4 * w, stride=2)
+            self.stage4 = TinyBlock(4 * w, 4 * w, dilation=2)
+        self.low_channels = w
+        self.out_channels = 4 * w
+        self.output_stride = output_stride
+        _init_weights(self)
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        low = self.stage1(self.stem(x))
+        out = self.stage4(self.stage3(self.stage2(low)))
+        return {"low": low, "out": out}
+
+
+def _init_weights(module: nn.Module) -> None:
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def tiny(output_stride: int = 8, width: int = 32) -> nn.Module:
+    return TinyEncoder(output_stride, width)
+
+
+def resnet18(output_stride: int = 8, width: int = 64) -> nn.Module:
+    return DilatedResNet(BasicBlock, [2, 2, 2, 2], output_stride)
+
+
+def resnet34(output_stride: int = 8, width: int = 64) -> nn.Module:
+    return DilatedResNet(BasicBlock, [3, 4, 6, 3], output_stride)
+
+
+def resnet50(output_stride: int = 8, width: int = 64) -> nn.Module:
+    return DilatedResNet(Bottleneck, [3, 4, 6, 3], output_stride)
+
+
+def resnet101(output_stride: int = 8, width: int = 64) -> nn.Module:
+    return DilatedResNet(Bottleneck, [3, 4, 23, 3], output_stride)
+
+
+ENCODERS = {"tiny": tiny, "resnet18": resnet18, "resnet34": resnet34,
+            "resnet50": resnet50, "resnet101": resnet101}

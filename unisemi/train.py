@@ -1,0 +1,238 @@
+"""The one training loop: `fit(config) -> result`, used by the CLI, by tests and by Ray workers.
+
+Setup builds data, model and method from the config; then a plain loop: sample batches, ask the
+method for its weighted loss terms, step SGD on the poly schedule, let the method update its state
+(teacher, memory bank, centroids), and evaluate every `train.eval_every` iterations. Ray Train
+calls this same function inside each worker, with a `report` callback; nothing here knows Ray.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from unisemi import checkpoint, ddp
+from unisemi.config import Config, config_hash, to_dict
+from unisemi.data import load_domain
+from unisemi.data.sampler import IndexSampler
+from unisemi.data.transforms import normalize, random_hflip
+from unisemi.evaluate import evaluate_domain, summarize
+from unisemi.methods import get_method
+from unisemi.models import build_model
+
+
+class NonFiniteLoss(RuntimeError):
+    """Training produced a NaN/inf loss; the run is stopped and marked failed."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("train.device=cuda but no CUDA device is visible (use cpu or auto)")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def poly_lr(base: float, step: int, total: int, power: float) -> float:
+    return base * (1.0 - step / total) ** power
+
+
+def build_optimizer(cfg: Config, model, state) -> torch.optim.SGD:
+    head = [p for n, p in model.named_parameters() if n.startswith("heads.") and p.requires_grad]
+    rest = [p for n, p in model.named_parameters() if not n.startswith("heads.") and p.requires_grad]
+    rest += [p for p in state.parameters() if p.requires_grad]
+    groups = [{"params": rest, "lr_mult": 1.0}, {"params": head, "lr_mult": cfg.optim.head_lr_mult}]
+    return torch.optim.SGD(groups, lr=cfg.optim.lr, momentum=cfg.optim.momentum,
+                           weight_decay=cfg.optim.weight_decay)
+
+
+class Batches:
+    """Per-domain samplers of labelled (and, if the method wants them, unlabelled) batches."""
+
+    def __init__(self, cfg: Config, domains: dict, needs_unlabelled: bool, device, rank: int):
+        seed = cfg.train.seed * 1_000 + rank
+        self.domains, self.device, self.hflip = domains, device, cfg.data.hflip
+        self.aug = torch.Generator().manual_seed(seed + 17)
+        self.labelled = {d: IndexSampler(dd.labelled, cfg.data.batch_size, seed + 31 * i)
+                         for i, (d, dd) in enumerate(domains.items())}
+        self.unlabelled = {}
+        if needs_unlabelled:
+            self.unlabelled = {d: IndexSampler(dd.unlabelled, cfg.data.unlabelled_batch_size,
+                                               seed + 31 * i + 7) for i, (d, dd) in enumerate(domains.items())}
+
+    def next(self) -> dict:
+        batch = {"labelled": {}, "unlabelled": {}}
+        for d, sampler in self.labelled.items():
+            x, y = self.domains[d].fetch("train", sampler.next())
+            if self.hflip:
+                x, y = random_hflip(x, y, self.aug)
+            batch["labelled"][d] = (normalize(x.to(self.device)), y.to(self.device).long())
+        for d, sampler in self.unlabelled.items():
+            x, _ = self.domains[d].fetch("train", sampler.next())  # labels are never read
+            batch["unlabelled"][d] = normalize(x.to(self.device))
+        return batch
+
+    def state_dict(self) -> dict:
+        return {"aug": self.aug.get_state(),
+                "labelled": {d: s.state_dict() for d, s in self.labelled.items()},
+                "unlabelled": {d: s.state_dict() for d, s in self.unlabelled.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.aug.set_state(state["aug"])
+        for d, s in self.labelled.items():
+            s.load_state_dict(state["labelled"][d])
+        for d, s in self.unlabelled.items():
+            s.load_state_dict(state["unlabelled"][d])
+
+
+def evaluate_all(cfg: Config, model, domains: dict, device, iteration: int) -> dict:
+    """One evaluation record: per-domain metrics (each domain scored by its own head)."""
+    rank, size = ddp.world()
+    record = {"iteration": iteration, "domains": {}}
+    for d, dd in domains.items():
+        shard = dd.val[rank::size]  # each rank scores a shard; confusion matrices are summed
+        images, labels = dd.fetch("val", shard)
+        conf = evaluate_domain(model, images, labels, d, dd.num_classes, cfg.eval.batch_size,
+                               device, normalize)
+        conf = ddp.sum_over_ranks(conf.to(device)).cpu()
+        record["domains"][d] = summarize(conf, dd.classes, cfg.eval.absent_as_zero)
+    mious = [m["miou"] for m in record["domains"].values()]
+    record["miou_sum"] = float(sum(mious))
+    record["miou_mean"] = float(sum(mious) / len(mious))
+    return record
+
+
+def autocast(cfg: Config, device: torch.device):
+    if device.type != "cuda" or cfg.train.amp == "off":
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=torch.bfloat16 if cfg.train.amp == "bf16" else torch.float16)
+
+
+def fit(cfg: Config, report=None, resume: str | Path | None = None, out_dir: str | Path | None = None,
+        stop_after: int | None = None) -> dict:
+    """Train and evaluate; returns {'final', 'best', 'history', 'timing', 'splits', 'config_hash'}.
+
+    `report(record, save_checkpoint)` is called after every evaluation (Ray Train passes one);
+    `save_checkpoint(dir)` writes a full checkpoint there. `resume` is a checkpoint file or dir.
+    `stop_after` ends the run early at that iteration, as an interruption would (tests, budgets).
+    """
+    t_start = time.perf_counter()
+    rank, world_size = ddp.world()
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    device = resolve_device(cfg.train.device)
+    seed_everything(cfg.train.seed)
+    method = get_method(cfg.method)
+
+    t0 = time.perf_counter()
+    domains = {d: load_domain(cfg.data, d) for d in cfg.data.domains}
+    model = build_model(cfg.model, {d: dd.num_classes for d, dd in domains.items()}).to(device)
+    state = method.build(cfg, model).to(device)
+    ddp.broadcast_state(model)
+    ddp.broadcast_state(state)
+    optimizer = build_optimizer(cfg, model, state)
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.train.amp == "fp16")
+    batches = Batches(cfg, domains, method.NEEDS_UNLABELLED, device, rank)
+    timing = {"setup": time.perf_counter() - t0, "data": 0.0, "train": 0.0, "eval": 0.0}
+    history, best, start = [], None, 0
+    loss_sums, loss_steps = {}, 0  # interval means of each term, read at evaluations only
+
+    def save_checkpoint(where, step):
+        return checkpoint.save(where, {
+            "step": step, "model": model.state_dict(), "state": state.state_dict(),
+            "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+            "batches": batches.state_dict(), "rng": checkpoint.rng_state(),
+            "history": history, "best": best, "timing": timing, "config": to_dict(cfg),
+            "loss_sums": loss_sums, "loss_steps": loss_steps})
+
+    if resume is not None:
+        ck = checkpoint.load(resume)
+        model.load_state_dict(ck["model"])
+        state.load_state_dict(ck["state"])
+        optimizer.load_state_dict(ck["optimizer"])
+        scaler.load_state_dict(ck["scaler"])
+        batches.load_state_dict(ck["batches"])
+        checkpoint.set_rng_state(ck["rng"])
+        history, best, start, timing = ck["history"], ck["best"], ck["step"], ck["timing"]
+        loss_sums, loss_steps = ck["loss_sums"], ck["loss_steps"]
+
+    total = cfg.train.iterations
+    nonfinite = torch.zeros((), dtype=torch.bool, device=device)
+    progress = _progress(cfg, start, total, rank)
+    model.train()
+    for step in range(start, total):
+        lr = poly_lr(cfg.optim.lr, step, total, cfg.optim.poly_power)
+        for group in optimizer.param_groups:
+            group["lr"] = lr * group["lr_mult"]
+        t0 = time.perf_counter()
+        batch = batches.next()
+        t1 = time.perf_counter()
+        with autocast(cfg, device):
+            terms = method.losses(model, state, batch, step)
+            loss = sum(terms.values())
+        # Accumulated on device and read only at evaluations: no host sync per step.
+        nonfinite |= ~torch.isfinite(loss.detach())
+        for k, v in terms.items():
+            loss_sums[k] = loss_sums.get(k, 0.0) + v.detach()
+        loss_steps += 1
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        ddp.average_gradients(params)
+        scaler.step(optimizer)
+        scaler.update()
+        method.after_step(model, state, step)
+        timing["data"] += t1 - t0
+        timing["train"] += time.perf_counter() - t1
+        progress.update(1)
+
+        done = step + 1
+        if done % cfg.train.eval_every == 0 or done == total:
+            if bool(nonfinite):  # the one sync per evaluation
+                raise NonFiniteLoss(f"non-finite loss at or before iteration {done} "
+                                    f"(terms: {', '.join(terms)})")
+            t0 = time.perf_counter()
+            ddp.broadcast_state(model)
+            record = evaluate_all(cfg, model, domains, device, done)
+            record["loss"] = {k: float(v) / loss_steps for k, v in loss_sums.items()}
+            loss_sums, loss_steps = {}, 0
+            record["lr"] = lr
+            timing["eval"] += time.perf_counter() - t0
+            history.append(record)
+            if best is None or record["miou_sum"] > best["miou_sum"]:
+                best = record
+            progress.set_postfix(miou=f"{record['miou_mean']:.1f}")
+            target = out_dir or cfg.train.out_dir
+            if target and rank == 0:
+                save_checkpoint(target, done)
+            if report is not None:
+                report(record, lambda where, s=done: save_checkpoint(where, s))
+        elif cfg.train.checkpoint_every and done % cfg.train.checkpoint_every == 0 and rank == 0:
+            target = out_dir or cfg.train.out_dir
+            if target:
+                save_checkpoint(target, done)
+        if stop_after is not None and done >= stop_after:
+            break
+    progress.close()
+    timing["total"] = time.perf_counter() - t_start
+    return {"final": history[-1], "best": best, "history": history, "timing": timing,
+            "config_hash": config_hash(cfg), "model": model, "state": state,
+            "splits": {d: {"split_id": dd.split_id, "split_hash": dd.split_hash,
+                           "n_labelled": len(dd.labelled)} for d, dd in domains.items()}}
+
+
+def _progress(cfg: Config, start: int, total: int, rank: int):
+    from tqdm import tqdm
+    return tqdm(total=total, initial=start, disable=not cfg.train.progress or rank != 0,
+                desc="train", unit="it", dynamic_ncols=True, leave=False)
