@@ -703,8 +703,9 @@ def depth(sc, zmin, far=60.0):
 
 def street(sc):
     d, st, A = sc.d, sc.st, sc.A
-    sc.hor, sc.ch, sc.vx = d.u(*st.horizon), d.u(*st.cam_height), A * d.u(0.38, 0.62)
+    sc.hor, sc.ch, sc.vx = d.u(*st.horizon), d.u(*st.cam_height), A * d.u(0.3, 0.7)
     zmin, zend = sc.ch / (1.0 - sc.hor), d.u(60, 250)
+    cross = (d.u(12, 45), d.u(8, 16)) if d.chance(0.3) else (1e9, 0.0)   # side street: depth, width
     has = lambda c: sc.n(c) > 0                      # noqa: E731
     sc.prim(sc.cid("sky"), 0.0, 1.0, A / 2, A / 2 + 0.05, rgb=col(sc, "sky"),
             rgb2=sc.colour(D.WHITE), tex=T(0.15, shade=-0.4), mp=1e-3)   # mp: far away (haze)
@@ -745,6 +746,9 @@ def street(sc):
     road = sc.entry("road")
     rcol = col(sc, "road")
     sc.top(sc.cid("road"), -rl, rr, zmin * 0.5, zend, 0.0, rcol, scaled(rcol, 0.8), ground_tex(d))
+    if cross[1]:                                     # the side street cuts the pavements
+        sc.top(sc.cid("road"), -500, 500, cross[0], cross[0] + cross[1], 0.0, rcol, None,
+               ground_tex(d))
     for e, n in sc.ents("patch") + ([(road, 3)] if road.variant == "rough" else []):
         for _ in range(n):                           # mud, ragged edges of unstructured roads
             sgn, r, f, _ = d.pick(sides)
@@ -776,8 +780,8 @@ def street(sc):
         shade = sc.k_side if sgn < 0 else 1.45 - sc.k_side
         while z < zend and k < 6:
             L = d.u(6, 30)
-            if d.chance(0.12):
-                z += L
+            if d.chance(0.12) or (z < cross[0] + cross[1] and z + L > cross[0]):
+                z = max(z + L, cross[0] + cross[1]) if z + L > cross[0] else z + L
                 continue
             X, c = sgn * (f + d.u(0, 1.2)), col(sc, "building", k=shade)
             tex = (T(0.25, d.u(0.1, 0.4), d.u(0.2, 1.0), 1.571) if d.chance(0.3) else
@@ -799,9 +803,9 @@ def street(sc):
             for _ in range(n):
                 sgn, r, f, _ = d.pick(sides)
                 X = sgn * (r + 0.3) if inset is None else sgn * (f - inset * d.u(0.5, 1.5))
-                if concept == "wall" and d.chance(0.5):          # along the pavement edge
-                    X = sgn * d.u(r + 0.5, f)
                 z = zmin * d.u(0.5, 1.0) + d.u(0, 30)
+                if concept == "wall" and d.chance(0.5):          # near, along the pavement
+                    X, z = sgn * d.u(r + 0.5, f), zmin * d.u(0.3, 1.0)
                 c = sc.colour(e.hsv, sc.k_side if sgn < 0 else 1.45 - sc.k_side)
                 sc.side(sc.label_id(e), X, z, z + d.u(8, 50), 0.45 if inset is None else 0.0,
                         d.u(*hr), c, None, tex)
@@ -812,7 +816,9 @@ def street(sc):
             w, L = dims[0], dims[1]
             for _try in range(4):
                 sgn, r, f, _ = d.pick(sides)
-                if e.variant != "train" and d.chance(0.35):      # parked at the kerb
+                if e.variant == "train":                         # tram in the next lane
+                    X, facing = sgn * d.u(3.0, 6.0), d.pick((1.0, -1.0))
+                elif d.chance(0.35):                             # parked at the kerb
                     X, facing = sgn * (r - w / 2 - d.u(0.1, 0.4)), d.pick((1.0, -1.0))
                 else:
                     X = d.u(-rl + w / 2 + 0.2, rr - w / 2 - 0.2) if rl + rr > w + 0.4 else 0.0
@@ -833,7 +839,7 @@ def street(sc):
                 X, side_view = d.u(-rl + 0.5, rr - 0.5), False
             else:
                 X, side_view = sgn * d.u(r - 1.0, f - 0.3), True
-            Z = depth(sc, zmin, 25)
+            Z = depth(sc, zmin, 18)
             sc.thing(Z, two_wheeler, sc.label_id(e), e.variant, *sc.at(X, Z), sc.colour(e.hsv),
                      (sc.label_id(rider), rider.hsv) if rides else None, side_view)
     for concept, fn in (("tree", tree), ("person", person), ("animal", animal),
