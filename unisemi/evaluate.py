@@ -20,8 +20,10 @@ def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int)
     pred = pred.reshape(-1).long()
     valid = (target >= 0) & (target < num_classes)
     # One bincount over a combined index is the whole matrix: no per-class or per-pixel loop.
-    flat = target[valid] * num_classes + pred[valid]
-    return torch.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    # Void pixels go to one spare bin instead of being masked out, which would copy the arrays.
+    flat = torch.where(valid, target * num_classes + pred, num_classes * num_classes)
+    counts = torch.bincount(flat, minlength=num_classes * num_classes + 1)
+    return counts[:-1].reshape(num_classes, num_classes)
 
 
 def iou_from_confusion(conf: torch.Tensor, absent_as_zero: bool = False) -> torch.Tensor:
