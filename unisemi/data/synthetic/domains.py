@@ -236,7 +236,7 @@ DOMAINS: dict[str, DomainSpec] = {d.name: d for d in (
     _d("game", CITYSCAPES, (64, 128), 24966, 500, "GTA5",
        Style("street", (0.34, 0.50), (1.2, 1.9), sat_scale=1.35, val_scale=1.05, texture_amp=0.8,
              saturation=(1.1, 1.5), light=(0.8, 1.25), blur=(0.0, 0.1), noise=(0.0, 0.01),
-             hood=0.15, clutter=0.3), _street(scale=1.5)),
+             hood=0.15, clutter=0.3, haze=0.004), _street(scale=1.5)),
     _d("sim", SYNTHIA16, (64, 128), 9400, 500, "SYNTHIA",
        Style("street", (0.10, 0.30), (4.0, 8.0), hue_shift=-0.03, sat_scale=1.1, texture_amp=0.5,
              light=(0.55, 1.35), blur=(0.0, 0.2), noise=(0.0, 0.015), density=1.4,

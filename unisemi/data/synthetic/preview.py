@@ -37,11 +37,17 @@ def palette(domain: str) -> list[tuple[int, int, int]]:
         return [voc_colour(i) for i in range(spec.num_classes)]
     if spec.stands_in_for == "CamVid":
         return list(CAMVID_COLOURS)
-    out = []
-    for i, name in enumerate(spec.classes):      # Cityscapes names keep their colours
-        h = (i * 0.618034) % 1.0                 # others: golden-ratio hues, deterministic
-        rgb = colorsys.hsv_to_rgb(h, 0.55 + 0.4 * (i % 2), 0.6 + 0.35 * ((i // 2) % 2))
-        out.append(CITYSCAPES_COLOURS.get(name, tuple(int(255 * c) for c in rgb)))
+    out = [CITYSCAPES_COLOURS.get(name) for name in spec.classes]   # shared names keep colours
+    k = 0
+    for i, c in enumerate(out):
+        while c is None:                             # others: golden-ratio hues, deterministic,
+            h = (k * 0.618034) % 1.0                 # skipping colours close to ones in use
+            sat, val = (0.9, 0.5, 0.65)[k % 3], (0.95, 0.6, 0.8)[k % 3]
+            rgb = tuple(int(255 * x) for x in colorsys.hsv_to_rgb(h, sat, val))
+            k += 1
+            if k > 5000 or all(sum(abs(a - b) for a, b in zip(rgb, o)) > 90 for o in out if o):
+                c = rgb
+        out[i] = c
     return out
 
 

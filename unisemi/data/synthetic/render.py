@@ -26,7 +26,8 @@ S = {name: i for i, name in enumerate(STYLE)}
 def rasterise(P: torch.Tensor, H: int, W: int, A: float):
     """P (B, N, NF) -> slot index map (B, H, W) and row tables left edge, centre, half width."""
     B, N, _ = P.shape
-    yr = (torch.arange(H, dtype=torch.float32) + 0.5) / H
+    yr = (torch.arange(H, dtype=torch.float64) + 0.5) / H
+    P = P.double()      # edges in float64: borderline pixels would flip with float32 rounding
 
     def g(name):
         return P[:, :, C[name], None]                # (B, N, 1) against rows (H,)
@@ -52,7 +53,8 @@ def rasterise(P: torch.Tensor, H: int, W: int, A: float):
     lo = torch.ceil(L * k - 0.5).clamp_min(0)
     hi = torch.floor(R * k - 0.5).clamp_max(W - 1)
     inside &= lo <= hi
-    return paint(torch.where(inside, lo, -1.0), torch.where(inside, hi - lo, -1.0), H, W), L, cx, hw
+    idmap = paint(torch.where(inside, lo, -1.0), torch.where(inside, hi - lo, -1.0), H, W)
+    return idmap, L.float(), cx.float(), hw.float()
 
 
 def paint(lo: torch.Tensor, width: torch.Tensor, H: int, W: int) -> torch.Tensor:
