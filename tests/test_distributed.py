@@ -30,8 +30,7 @@ def test_average_gradients_is_the_mean_over_ranks(tmp_path):
         assert torch.equal(gq, torch.full((2, 2), 5.0))
 
 
-def test_torch_trainer_runs_fit_over_two_gloo_workers():
-    ray = pytest.importorskip("ray")
+def test_torch_trainer_runs_fit_over_two_gloo_workers(ray_local):
     from unisemi.config import load_config
     from unisemi.distributed import run_trainer
 
@@ -39,11 +38,7 @@ def test_torch_trainer_runs_fit_over_two_gloo_workers():
         "data.size=[32, 64]", "data.n_labelled=12", "data.batch_size=4", "data.val_images=8",
         "model.width=8", "train.progress=false", "train.threads=1", "train.iterations=6",
         "train.eval_every=3"])
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-    try:
-        result = run_trainer(cfg, num_workers=2, cpus_per_worker=1, storage_path=tempfile.mkdtemp())
-    finally:
-        ray.shutdown()
+    result = run_trainer(cfg, num_workers=2, cpus_per_worker=1, storage_path=tempfile.mkdtemp())
     assert result.error is None
     assert result.metrics["iteration"] == 6
     assert set(result.metrics["record"]["domains"]) == {"city"}

@@ -26,7 +26,8 @@ def train_worker(loop_config: dict) -> None:
     """Ray Train per-worker loop: rebuild the config, resume if Ray hands a checkpoint, fit."""
     import ray.train
 
-    from unisemi.train import fit
+    from unisemi.ablation.trial import device_name
+    from unisemi.train import NonFiniteLoss, fit
 
     cfg = build_config(loop_config["config"], "trainer config")
     previous = ray.train.get_checkpoint()
@@ -36,6 +37,8 @@ def train_worker(loop_config: dict) -> None:
     def report(record, save_checkpoint):
         metrics = flat_metrics(record)
         metrics["record"] = record
+        metrics["device"] = device
+        metrics["node"] = ray.get_runtime_context().get_node_id()
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint = None
             if rank == 0:  # one copy of the (identical) state is enough
@@ -43,7 +46,12 @@ def train_worker(loop_config: dict) -> None:
                 checkpoint = ray.train.Checkpoint.from_directory(tmp)
             ray.train.report(metrics, checkpoint=checkpoint)
 
-    fit(cfg, report=report, resume=resume_dir)
+    device = device_name(loop_config["config"], ray.train.get_context().get_world_size())
+    try:
+        fit(cfg, report=report, resume=resume_dir)
+    except NonFiniteLoss as exc:
+        # Deterministic, so not worth a restart: report it as the run's last result instead.
+        ray.train.report({"iteration": -1, "failed": "nan", "error": str(exc), "device": device})
 
 
 def run_trainer(cfg: Config, num_workers: int = 2, use_gpu: bool = False, cpus_per_worker: float = 1.0,

@@ -145,6 +145,8 @@ def fit(cfg: Config, report=None, resume: str | Path | None = None, out_dir: str
     params = [p for g in optimizer.param_groups for p in g["params"]]
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.train.amp == "fp16")
     batches = Batches(cfg, domains, method.NEEDS_UNLABELLED, device, rank)
+    splits = {d: {"split_id": dd.split_id, "split_hash": dd.split_hash, "n_labelled": len(dd.labelled)}
+              for d, dd in domains.items()}
     timing = {"setup": time.perf_counter() - t0, "data": 0.0, "train": 0.0, "eval": 0.0}
     history, best, start = [], None, 0
     loss_sums, loss_steps = {}, 0  # interval means of each term, read at evaluations only
@@ -205,10 +207,13 @@ def fit(cfg: Config, report=None, resume: str | Path | None = None, out_dir: str
             t0 = time.perf_counter()
             ddp.broadcast_state(model)
             record = evaluate_all(cfg, model, domains, device, done)
+            record["splits"] = splits
+            record["resumed_from"] = start       # 0 = this process started from scratch
             record["loss"] = {k: float(v) / loss_steps for k, v in loss_sums.items()}
             loss_sums, loss_steps = {}, 0
             record["lr"] = lr
             timing["eval"] += time.perf_counter() - t0
+            record["timing"] = dict(timing)      # cumulative so far (survives resume)
             history.append(record)
             if best is None or record["miou_sum"] > best["miou_sum"]:
                 best = record
@@ -228,8 +233,7 @@ def fit(cfg: Config, report=None, resume: str | Path | None = None, out_dir: str
     timing["total"] = time.perf_counter() - t_start
     return {"final": history[-1], "best": best, "history": history, "timing": timing,
             "config_hash": config_hash(cfg), "model": model, "state": state,
-            "splits": {d: {"split_id": dd.split_id, "split_hash": dd.split_hash,
-                           "n_labelled": len(dd.labelled)} for d, dd in domains.items()}}
+            "splits": splits}
 
 
 def _progress(cfg: Config, start: int, total: int, rank: int):

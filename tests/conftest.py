@@ -1,0 +1,38 @@
+import pytest
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray instance (2 CPUs) shared by the tests that need it; ~3 s to start."""
+    ray = pytest.importorskip("ray")
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+TINY = {"data.size": [32, 64], "data.n_labelled": 8, "data.batch_size": 2, "data.val_images": 4,
+        "model.width": 8, "train.iterations": 6, "train.eval_every": 3, "train.threads": 1}
+
+
+def tiny_spec(path, name="table1", cells=("a", "b"), seeds=2, extra_levels=None, domains=None,
+              baseline=True, suite="contrastive"):
+    """Write a small spec in the real layout (<tmp>/<suite>/<name>.yaml) and return its path."""
+    import yaml
+    levels = {c: {"set": {"optim.lr": 0.01 if c == "a" else 0.02}} for c in cells}
+    levels.update(extra_levels or {})
+    domains = domains or {"main": "city"}
+    spec = {
+        "title": "tiny test table", "preset": "supervised_city", "seeds": seeds,
+        "domains": list(domains), "profiles": {"laptop": {"domains": domains, "set": TINY}},
+        "axes": {"variant": levels}, "layout": {"rows": "variant"},
+        "paper": {"a": {k: 50.0 for k in domains}, "b": {k: 51.0 for k in domains}},
+        "footnotes": ["a tiny table for tests"],
+    }
+    if baseline:
+        spec["baseline"] = {"variant": "a"}
+    d = path / suite
+    d.mkdir(parents=True, exist_ok=True)
+    p = d / f"{name}.yaml"
+    p.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return p

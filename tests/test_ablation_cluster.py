@@ -1,0 +1,117 @@
+"""The runner beyond one process: cluster.yaml validity, several Ray nodes, a killed driver,
+and trials that each launch a TorchTrainer."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import tiny_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _validate(config: dict) -> None:
+    from ray.autoscaler._private.util import prepare_config, validate_config
+    validate_config(prepare_config(config))
+
+
+def test_cluster_yaml_passes_rays_own_validation():
+    pytest.importorskip("ray")
+    config = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    _validate(config)
+    types = config["available_node_types"]
+    assert types[config["head_node_type"]]["resources"] == {"CPU": 0}       # no trials on the head
+    assert any("pip install -e" in c for c in config["setup_commands"])
+    assert any("g5" in t["node_config"]["InstanceType"] for t in types.values())
+
+
+def test_cluster_yaml_validation_catches_a_broken_config():
+    pytest.importorskip("ray")
+    config = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    config["head_node_type"] = "no_such_type"
+    with pytest.raises(ValueError, match="head_node_type"):
+        _validate(config)
+
+
+def _stored(results: Path):
+    import pandas as pd
+    import pyarrow.parquet as pq
+    files = list(results.glob("suite=*/table=*/trial-*.parquet"))
+    return pd.concat([pq.read_table(f).to_pandas() for f in files]) if files else None
+
+
+@pytest.mark.slow
+def test_trials_spread_over_several_ray_nodes(tmp_path):
+    spec = tiny_spec(tmp_path / "specs", seeds=2)
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(ROOT)!r})
+        from ray.cluster_utils import Cluster
+        from unisemi.ablation.runner import run_table
+        from unisemi.ablation.spec import load_spec
+        cluster = Cluster(initialize_head=True, head_node_args={{"num_cpus": 1}})
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        out = run_table(load_spec({str(spec)!r}), results_dir={str(tmp_path / "results")!r},
+                        address=cluster.address)
+        cluster.shutdown()
+        print("MISSING", out["missing"])
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "MISSING []" in proc.stdout
+    df = _stored(tmp_path / "results")
+    final = df[df["is_final"]]
+    assert len(final) == 4 and final["node"].nunique() == 2
+
+
+@pytest.mark.slow
+def test_killed_driver_resumes_with_exactly_one_final_row_per_cell_and_seed(tmp_path):
+    spec = tiny_spec(tmp_path / "specs", seeds=2)
+    results = tmp_path / "results"
+    cmd = [sys.executable, str(ROOT / "ablations" / "run.py"), str(spec), "--results", str(results),
+           "--set", "train.iterations=30", "--set", "train.eval_every=10"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline:           # wait for the first finished trial, then kill
+            df = _stored(results)
+            if df is not None and df["is_final"].any():
+                break
+            assert proc.poll() is None, "the driver ended before it could be killed"
+            time.sleep(0.5)
+        else:
+            pytest.fail("no trial finished in time")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    before = _stored(results)
+    assert before["is_final"].sum() < 4, "killed too late: the table had already finished"
+    out = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=400)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "already stored" in out.stdout
+    df = _stored(results)
+    final = df[df["is_final"]]
+    assert sorted(zip(final["cell"], final["seed"])) == [
+        ("variant=a", 0), ("variant=a", 1), ("variant=b", 0), ("variant=b", 1)]
+    assert sorted(df.groupby("trial").size()) == [3, 3, 3, 3]   # iterations 10, 20, 30 once each
+    assert (results / "tables" / "contrastive" / "table1" / "table.md").exists()
+
+
+@pytest.mark.slow
+def test_a_trial_can_run_a_two_worker_torch_trainer(tmp_path, ray_local):
+    from unisemi.ablation.runner import run_table
+    from unisemi.ablation.spec import load_spec
+    spec = load_spec(str(tiny_spec(tmp_path / "specs", cells=("a",), seeds=1, baseline=False)))
+    out = run_table(spec, results_dir=tmp_path / "results", workers_per_trial=2, cpus_per_trial=0.5,
+                    log=lambda *a: None)
+    df = out["store"].read()
+    assert out["missing"] == [] and sorted(df["iteration"]) == [3, 6]
+    final = df[df["is_final"]].iloc[0]
+    assert final["status"] == "ok" and final["workers"] == 2 and final["device"].startswith("2x cpu")

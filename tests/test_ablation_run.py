@@ -1,0 +1,118 @@
+"""The ablation runner end to end at tiny scale, on one shared local Ray instance."""
+import json
+
+import pytest
+
+from conftest import tiny_spec
+from unisemi.ablation import cli
+from unisemi.ablation.report import write_outputs
+from unisemi.ablation.runner import RunnerError, run_table
+from unisemi.ablation.spec import load_spec
+from unisemi.config import load_config
+from unisemi.train import fit
+
+pytestmark = pytest.mark.usefixtures("ray_local")
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A 2 cells x 2 seeds table run once; later tests read and extend it."""
+    root = tmp_path_factory.mktemp("ablation")
+    spec = load_spec(str(tiny_spec(root / "specs")))
+    res = run_table(spec, results_dir=root / "results", log=lambda *a: None)
+    return spec, root, res
+
+
+def test_every_cell_and_seed_runs_once_with_one_final_row(finished):
+    spec, root, res = finished
+    df = res["store"].read()
+    assert res["ran"] == 4 and res["missing"] == [] and res["failed"] == 0
+    # two evaluations (iterations 3 and 6) per trial, one domain
+    assert sorted(df.groupby("trial").size()) == [2, 2, 2, 2]
+    final = df[df["is_final"]]
+    assert sorted(zip(final["cell"], final["seed"])) == [
+        ("variant=a", 0), ("variant=a", 1), ("variant=b", 0), ("variant=b", 1)]
+    assert set(final["iteration"]) == {6} and df["is_best"].sum() == 4
+    assert set(df["resumed_from"]) == {0}
+    row = final.iloc[0]
+    assert row["git_rev"] and row["config_hash"] and row["split_hash"] and row["node"]
+    assert row["wall_s"] > 0 and row["device_hours"] == pytest.approx(row["wall_s"] / 3600)
+    assert len(row["class_iou"]) == 19 and json.loads(row["config_json"])["train"]["iterations"] == 6
+
+
+def test_stored_numbers_equal_a_plain_fit_of_the_same_config(finished):
+    spec, root, res = finished
+    trial = next(t for t in res["trials"] if t.cell_id == "variant=b" and t.seed == 1)
+    from unisemi.config import build_config
+    expected = fit(build_config(trial.config))["final"]["domains"]["city"]["miou"]
+    stored = res["store"].read_trial(trial.key)
+    assert stored[stored["is_final"]]["miou"].item() == pytest.approx(expected, abs=1e-9)
+
+
+def test_rerun_without_resume_refuses_and_resume_runs_nothing_new(finished):
+    spec, root, res = finished
+    before = res["store"].read().sort_values(["trial", "iteration"]).reset_index(drop=True)
+    with pytest.raises(RunnerError, match="already holds results.*--resume"):
+        run_table(spec, results_dir=root / "results", log=lambda *a: None)
+    again = run_table(spec, results_dir=root / "results", resume=True, log=lambda *a: None)
+    assert again["ran"] == 0 and again["skipped"] == 4
+    after = again["store"].read().sort_values(["trial", "iteration"]).reset_index(drop=True)
+    assert after.equals(before)
+
+
+def test_resume_with_nothing_stored_is_an_error(tmp_path):
+    spec = load_spec(str(tiny_spec(tmp_path / "specs")))
+    with pytest.raises(RunnerError, match="--resume: nothing stored"):
+        run_table(spec, results_dir=tmp_path / "results", resume=True)
+
+
+def test_outputs_are_written_with_paper_column_and_footnotes(finished):
+    spec, root, res = finished
+    paths = write_outputs(spec, res["store"].read(), root / "out", {}, "laptop")
+    md = paths["table.md"].read_text()
+    assert "| variant | ours | paper | Δ |" in md.replace("miou ", "")
+    assert "(n=2)" in md and "50.0" in md and "Welch" in md and "a tiny table for tests" in md
+    assert r"\begin{tabular}" in paths["table.tex"].read_text()
+    csv = paths["table.csv"].read_text().splitlines()
+    assert csv[0].startswith("cell,axis:variant,domain,n,mean,std") and len(csv) == 3
+    assert paths["plot"].stat().st_size > 1000
+
+
+def test_a_failed_trial_is_retried_from_its_checkpoint_and_matches_the_clean_run(finished, tmp_path):
+    spec, root, res = finished
+    faulty = load_spec(str(tiny_spec(tmp_path / "specs", cells=("b",), seeds=1, baseline=False)))
+    marker = tmp_path / "fault-fired"
+    out = run_table(faulty, results_dir=tmp_path / "results", log=lambda *a: None,
+                    inject_fault={"after_iteration": 3, "marker": str(marker)})
+    assert marker.exists(), "the fault was not injected"
+    df = out["store"].read()
+    assert sorted(df["iteration"]) == [3, 6] and df["is_final"].sum() == 1
+    assert df[df["is_final"]]["resumed_from"].item() == 3       # not restarted from scratch
+    # resumed from the iteration-3 checkpoint, the numbers equal the uninterrupted trial's
+    clean = res["store"].read()
+    clean = clean[(clean["cell"] == "variant=b") & (clean["seed"] == 0)].sort_values("iteration")
+    assert list(df.sort_values("iteration")["miou"]) == pytest.approx(list(clean["miou"]), abs=1e-9)
+
+
+def test_a_nan_trial_is_marked_failed_and_counted_in_the_footnote(tmp_path):
+    p = tiny_spec(tmp_path / "specs", cells=("a",), seeds=1, baseline=False,
+                  extra_levels={"diverge": {"set": {"optim.lr": 1.0e30}}})
+    spec = load_spec(str(p))
+    out = run_table(spec, results_dir=tmp_path / "results", log=lambda *a: None)
+    final = out["store"].final_rows().set_index("cell")
+    assert final.loc["variant=diverge", "status"] == "nan"
+    assert "non-finite loss" in final.loc["variant=diverge", "error"]
+    assert final.loc["variant=a", "status"] == "ok" and out["failed"] == 1
+    md = write_outputs(spec, out["store"].read(), tmp_path / "out")["table.md"].read_text()
+    assert "1 failed trial(s), excluded: variant=diverge seed 0: nan" in md
+
+
+def test_cli_report_only_and_dry_run(finished, capsys):
+    spec, root, res = finished
+    assert cli.main([str(spec.path), "--results", str(root / "results"), "--report-only"]) == 0
+    assert (root / "results" / "tables" / "contrastive" / "table1" / "table.md").exists()
+    assert cli.main([str(spec.path), "--dry-run", "--seeds", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "2 cells x 3 seeds = 6 trials" in out and "device-hours" in out
+    assert cli.main([str(spec.path), "--seeds", "0"]) == 2
+    assert "--seeds 0: expected >= 1" in capsys.readouterr().err

@@ -1,0 +1,194 @@
+"""Ablation specs, the results store and the table report, without Ray."""
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import tiny_spec
+from unisemi.ablation import report, spec as specmod
+from unisemi.ablation.spec import SpecError, expand, load_spec
+from unisemi.ablation.store import TableStore
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "papers" / "reference_tables.yaml"
+
+
+def _edit(path, fn):
+    raw = yaml.safe_load(path.read_text())
+    fn(raw)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+def test_bare_table_name_resolves_to_the_contrastive_suite(tmp_path, monkeypatch):
+    tiny_spec(tmp_path, name="table6")
+    monkeypatch.setattr(specmod, "ABLATIONS_DIR", tmp_path)
+    suite, table, path = specmod.resolve("table6")
+    assert (suite, table, path) == ("contrastive", "table6", tmp_path / "contrastive" / "table6.yaml")
+
+
+def test_unknown_table_lists_close_matches(tmp_path, monkeypatch):
+    tiny_spec(tmp_path, name="table6")
+    monkeypatch.setattr(specmod, "ABLATIONS_DIR", tmp_path)
+    with pytest.raises(SpecError, match=r"unknown table 'table9'.*contrastive/table6"):
+        specmod.resolve("table9")
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda r: r.update(colums=1), r"unknown key 'colums'"),
+    (lambda r: r["axes"].update(variant={}), r"key 'axes.variant': empty grid"),
+    (lambda r: r.update(seeds=0), r"key 'seeds': 0 is not valid, expected >= 1"),
+    (lambda r: r.update(seeds="two"), r"key 'seeds': expected a count"),
+    (lambda r: r["axes"]["variant"]["a"].update(sett={}), r"unknown key 'axes.variant.a.sett'.*did you mean 'set'"),
+    (lambda r: r.update(layout={"rows": "nope"}), r"key 'layout.rows': 'nope' is not an axis"),
+    (lambda r: r.update(evaluation="last"), r"key 'evaluation': 'last' is not valid"),
+])
+def test_bad_spec_is_one_line_naming_file_and_key(tmp_path, edit, message):
+    p = tiny_spec(tmp_path)
+    _edit(p, edit)
+    with pytest.raises(SpecError, match=message) as err:
+        load_spec(str(p))
+    assert str(p) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_bad_config_value_in_a_cell_names_the_cell(tmp_path):
+    p = tiny_spec(tmp_path)
+    _edit(p, lambda r: r["axes"]["variant"]["b"].update({"set": {"optim.lrr": 0.1}}))
+    with pytest.raises(SpecError, match=r"cell variant=b.*unknown key 'optim.lrr'"):
+        expand(load_spec(str(p)))
+
+
+def test_expand_gives_cells_times_seeds_with_stable_distinct_keys(tmp_path):
+    s = load_spec(str(tiny_spec(tmp_path, seeds=3)))
+    trials, pending = expand(s)
+    assert pending == {}
+    assert len(trials) == 2 * 3 and len({t.key for t in trials}) == 6
+    assert {(t.cell_id, t.seed) for t in trials} == {(f"variant={c}", k) for c in "ab" for k in range(3)}
+    t = next(t for t in trials if t.cell_id == "variant=b" and t.seed == 2)
+    assert t.config["optim"]["lr"] == 0.02 and t.config["train"]["seed"] == 2
+    assert t.config["data"]["split_seed"] == 2 and t.config["train"]["iterations"] == 6
+    assert [x.key for x in expand(s)[0]] == [x.key for x in trials]          # stable
+    assert len(expand(s, seeds=1)[0]) == 2
+
+
+def test_per_domain_levels_split_a_cell_into_one_trial_per_domain(tmp_path):
+    p = tiny_spec(tmp_path, domains={"cs": "city", "cvd": "town"},
+                  extra_levels={"solo": {"set": {"method": "supervised"}, "per_domain": True}})
+    trials, _ = expand(load_spec(str(p)), seeds=1)
+    solo = [t for t in trials if t.cell_id == "variant=solo"]
+    assert sorted(t.config["data"]["domains"] for t in solo) == [["city"], ["town"]]
+    joint = [t for t in trials if t.cell_id == "variant=a"]
+    assert len(joint) == 1 and joint[0].config["data"]["domains"] == ["city", "town"]
+
+
+def test_cells_of_unimplemented_methods_are_pending_not_errors(tmp_path):
+    p = tiny_spec(tmp_path, extra_levels={"future": {"set": {"method": "universal", "universal.alpha": 1}}})
+    trials, pending = expand(load_spec(str(p)), seeds=1)
+    assert pending == {"variant=future": "method 'universal' is not implemented yet"}
+    assert len(trials) == 2
+
+
+def test_explicit_splits_multiply_trials(tmp_path):
+    p = tiny_spec(tmp_path, seeds=2)
+    _edit(p, lambda r: r.update(splits=[10, 11, 12]))
+    trials, _ = expand(load_spec(str(p)))
+    assert len(trials) == 2 * 2 * 3
+    assert {t.config["data"]["split_seed"] for t in trials} == {10, 11, 12}
+
+
+def _row(trial="t1", it=3, domain="city", miou=10.0, status="ok", **kw):
+    base = dict(run_id="r", suite="contrastive", table="table1", profile="laptop", trial=trial,
+                cell="variant=a", cell_json=json.dumps({"variant": "a"}), seed=0, split_seed=0,
+                domain=domain, domain_key="main", iteration=it, is_final=False, is_best=False,
+                status=status, miou=miou, class_names=["x", "y"], class_iou=[miou, miou],
+                workers=0, wall_s=1.0, device_hours=1 / 3600)
+    base.update(kw)
+    return base
+
+
+def test_store_merge_is_idempotent_and_finalize_marks_final_and_best(tmp_path):
+    st = TableStore(tmp_path, "contrastive", "table1")
+    st.merge("t1", [_row(it=3, miou=30.0)])
+    st.merge("t1", [_row(it=6, miou=20.0)])
+    st.merge("t1", [_row(it=3, miou=30.0)])            # a retry re-reports iteration 3
+    df = st.read()
+    assert sorted(df["iteration"]) == [3, 6]
+    st.finalize("t1")
+    df = st.read().set_index("iteration")
+    assert bool(df.loc[6, "is_final"]) and not bool(df.loc[3, "is_final"])
+    assert bool(df.loc[3, "is_best"]) and not bool(df.loc[6, "is_best"])
+    assert st.completed() == {"t1"}
+    assert not list(st.dir.glob(".*tmp"))               # no temporary files left behind
+
+
+def test_store_failure_marker_is_replaced_when_a_retry_succeeds(tmp_path):
+    st = TableStore(tmp_path, "contrastive", "table1")
+    st.merge("t1", [_row(it=-1, status="error", is_final=True, error="boom", miou=None)])
+    assert st.completed() == set() and st.completed(retry_errors=False) == {"t1"}
+    st.merge("t1", [_row(it=3)])
+    assert list(st.read()["status"]) == ["ok"]
+
+
+def test_store_rejects_columns_outside_the_schema(tmp_path):
+    with pytest.raises(KeyError, match="outside the schema"):
+        TableStore(tmp_path, "s", "t").merge("t1", [_row(bogus=1)])
+
+
+def _frame(values):
+    """Final rows for cells a/b: values = {cell: [(seed, split_seed, miou), ...]}."""
+    rows = []
+    for cell, vals in values.items():
+        for seed, split, miou in vals:
+            rows.append(_row(trial=f"{cell}{seed}{split}", cell=f"variant={cell}",
+                             cell_json=json.dumps({"variant": cell}), seed=seed, split_seed=split,
+                             miou=miou, is_final=True, is_best=True))
+    st = pd.DataFrame(rows)
+    return st
+
+
+def test_summary_mean_std_paper_delta_and_welch_against_baseline(tmp_path):
+    from scipy import stats
+    s = load_spec(str(tiny_spec(tmp_path)))
+    df = _frame({"a": [(0, 0, 10.0), (1, 1, 12.0), (2, 2, 14.0)], "b": [(0, 0, 20.0), (1, 1, 21.0)]})
+    out = report.summarize(s, df).set_index("cell")
+    assert out.loc["variant=a", "mean"] == 12.0 and out.loc["variant=a", "std"] == 2.0
+    assert out.loc["variant=a", "n"] == 3 and out.loc["variant=b", "n"] == 2
+    assert out.loc["variant=b", "paper"] == 51.0 and out.loc["variant=b", "delta"] == pytest.approx(20.5 - 51.0)
+    expected = stats.ttest_ind([20.0, 21.0], [10.0, 12.0, 14.0], equal_var=False).pvalue
+    assert out.loc["variant=b", "p_value"] == pytest.approx(expected)
+    assert math.isnan(out.loc["variant=a", "p_value"])            # the baseline itself
+    md = report.markdown(s, report.summarize(s, df), ["note one"])
+    assert "**20.5 ± 0.7**" in md and "12.0 ± 2.0 (n=3)" in md and "1. note one" in md
+
+
+def test_seed_and_split_spread_are_reported_apart(tmp_path):
+    s = load_spec(str(tiny_spec(tmp_path)))
+    # two splits x two seeds: split means 11 and 21 (split std 7.07), within-split std 1.41
+    df = _frame({"a": [(0, 10, 10.0), (1, 10, 12.0), (0, 11, 20.0), (1, 11, 22.0)]})
+    line = report.summarize(s, df).set_index("cell").loc["variant=a"]
+    assert line["split_std"] == pytest.approx(np.std([11.0, 21.0], ddof=1))
+    assert line["seed_std"] == pytest.approx(np.std([10.0, 12.0], ddof=1))
+
+
+@pytest.mark.skipif(not REFERENCE.exists(), reason="../shared/papers not beside the checkout")
+def test_paper_numbers_in_specs_match_the_reference_file():
+    ref = yaml.safe_load(REFERENCE.read_text())
+    checked = 0
+    for suite, table, path in specmod.all_specs():
+        s = load_spec(str(path))
+        where = ref
+        for part in s.raw["reference"].split("."):
+            where = where[part]
+        cols = where.get("columns")
+        for row, numbers in (where.get("rows") or {}).items():
+            groups = list(cols) if isinstance(cols, dict) else [None]
+            flat = [(g, d) for g in groups for d in (cols[g] if g else cols)]
+            for (g, d), value in zip(flat, numbers):
+                cell = {s.layout["rows"]: row}
+                if g:
+                    cell[s.layout["columns"]] = g
+                assert s.paper_value(cell, d) == value, (path, row, g, d)
+                checked += 1
+    assert checked > 0

@@ -1,0 +1,111 @@
+"""`python ablations/run.py TABLE [options]`: run a paper table's grid and write its outputs."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from unisemi.ablation.spec import SpecError, all_specs, expand, load_spec
+from unisemi.config import ConfigError, parse_override, _merge
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python ablations/run.py",
+        description="Run every cell x seed of an ablation table with Ray Tune, store each evaluation "
+                    "in Parquet, and write table.md/.tex/.csv and a plot beside the paper's numbers.")
+    p.add_argument("table", nargs="?", help="tableN (= contrastive/tableN), SUITE/tableN, or a spec path")
+    p.add_argument("--list", action="store_true", help="list every table with its title and status")
+    p.add_argument("--profile", default="laptop", choices=("laptop", "paper"))
+    p.add_argument("--seeds", type=int, default=None, help="seeds per cell (default: the spec's)")
+    p.add_argument("--dry-run", action="store_true", help="print trials, resources and cost, then exit")
+    p.add_argument("--resume", action="store_true", help="run only the trials not yet stored")
+    p.add_argument("--report-only", action="store_true", help="rewrite the outputs from stored results")
+    p.add_argument("--address", default=None, help="join a running Ray cluster ('auto')")
+    p.add_argument("--workers-per-trial", type=int, default=0,
+                   help="0 = fit inside the trial (laptop); N >= 1 = a TorchTrainer with N DDP workers")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (or per worker)")
+    p.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial (or per worker)")
+    p.add_argument("--max-concurrent", type=int, default=None, help="trials at once (default: as fit)")
+    p.add_argument("--max-failures", type=int, default=2, help="retries of a failed trial")
+    p.add_argument("--results", default="results", help="results directory (default: ./results)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key in every trial, e.g. train.iterations=50")
+    return p
+
+
+def list_tables(out=print) -> None:
+    from unisemi.methods import METHODS  # noqa: F401
+    for suite, table, path in all_specs():
+        try:
+            spec = load_spec(str(path))
+            trials, pending = expand(spec, "laptop", 1)
+            cells = len(spec.cells())
+            status = "ready" if not pending else (
+                "pending" if len(pending) == cells else f"partial: {cells - len(pending)}/{cells} cells runnable")
+            out(f"{suite}/{table:8s} {status:28s} {spec.title}")
+        except (SpecError, ConfigError) as exc:
+            out(f"{suite}/{table:8s} {'invalid':28s} {exc}")
+
+
+def outputs_dir(results: str, spec) -> Path:
+    return Path(results) / "tables" / spec.suite / spec.name
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _main(args)
+    except (SpecError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001
+        from unisemi.ablation.runner import RunnerError
+        if isinstance(exc, RunnerError):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+def _main(args) -> int:
+    from unisemi.ablation.report import write_outputs
+    from unisemi.ablation.runner import describe, probe_seconds, run_table
+    from unisemi.ablation.store import TableStore
+
+    if args.list:
+        list_tables()
+        return 0
+    if not args.table:
+        print("error: name a table (e.g. table6) or pass --list", file=sys.stderr)
+        return 2
+    if args.seeds is not None and args.seeds < 1:
+        raise SpecError(f"--seeds {args.seeds}: expected >= 1")
+    spec = load_spec(args.table)
+    print(f"{args.table} = {spec.suite}/{spec.name}: {spec.title}")
+    overrides = {}
+    for text in args.set:
+        overrides = _merge(overrides, parse_override(text))
+    trials, pending = expand(spec, args.profile, args.seeds, overrides)
+    out_dir = outputs_dir(args.results, spec)
+    if args.dry_run:
+        est = probe_seconds(trials[0]) if trials else None
+        print(describe(trials, pending, spec, args.workers_per_trial, args.cpus_per_trial,
+                       args.gpus_per_trial, est))
+        return 0
+    store = TableStore(args.results, spec.suite, spec.name)
+    if not args.report_only:
+        res = run_table(spec, profile=args.profile, seeds=args.seeds, results_dir=args.results,
+                        resume=args.resume, address=args.address, workers_per_trial=args.workers_per_trial,
+                        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                        max_concurrent=args.max_concurrent, max_failures=args.max_failures,
+                        overrides=overrides)
+        if res["missing"]:
+            print(f"warning: {len(res['missing'])} trial(s) have no final row; rerun with --resume",
+                  file=sys.stderr)
+    elif not store.exists():
+        raise SpecError(f"--report-only: nothing stored for {spec.suite}/{spec.name} under {store.dir}")
+    df = store.read()
+    paths = write_outputs(spec, df, out_dir, pending, args.profile)
+    print((out_dir / "table.md").read_text())
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0

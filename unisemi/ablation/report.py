@@ -1,0 +1,274 @@
+"""Tables from the store: table.md, table.tex, table.csv (+ per-class tables) beside the paper.
+
+Each cell is the mean +- sample std over the trials of that cell and n. When both the seed and
+the labelled split vary, the spread is split in two: the seed std (pooled within splits) and the
+split std (of the per-split means). Significance: Welch's t-test of each cell against the spec's
+baseline cell in the same column; `*` marks p < 0.05. The best mean of a column is bold.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from unisemi.ablation.spec import Spec
+
+
+def selected_rows(spec: Spec, df: pd.DataFrame) -> pd.DataFrame:
+    """The evaluation a table shows (final or best-on-val) of every successful trial."""
+    if not len(df):
+        return df
+    flag = "is_final" if spec.evaluation == "final" else "is_best"
+    return df[(df["status"] == "ok") & df[flag]].copy()
+
+
+def _cell_of(row) -> dict:
+    return json.loads(row)
+
+
+def summarize(spec: Spec, df: pd.DataFrame) -> pd.DataFrame:
+    """Tidy summary: one line per (cell, domain key) with mean, std, n, seed/split std, paper, p."""
+    sel = selected_rows(spec, df)
+    metric = spec.metric
+    lines = []
+    baseline = {str(k): str(v) for k, v in (spec.raw.get("baseline") or {}).items()}
+    groups = {}
+    if len(sel):
+        for (cell, dkey), g in sel.groupby(["cell", "domain_key"], sort=False):
+            groups[(cell, dkey)] = g
+    for cell in spec.cells():
+        from unisemi.ablation.spec import cell_id
+        cid = cell_id(cell)
+        for dkey in spec.domains:
+            g = groups.get((cid, dkey))
+            vals = g[metric].to_numpy(float) if g is not None else np.array([])
+            line = {"cell": cid, **{f"axis:{a}": str(v) for a, v in cell.items()}, "domain": dkey,
+                    "n": len(vals), "mean": float(vals.mean()) if len(vals) else math.nan,
+                    "std": float(vals.std(ddof=1)) if len(vals) > 1 else math.nan,
+                    "seed_std": math.nan, "split_std": math.nan,
+                    "paper": spec.paper_value(cell, dkey)}
+            if g is not None and g["split_seed"].nunique() > 1 and (g["seed"] != g["split_seed"]).any():
+                within = [s[metric].var(ddof=1) for _, s in g.groupby("split_seed") if len(s) > 1]
+                if within:
+                    line["seed_std"] = float(math.sqrt(np.mean(within)))
+                line["split_std"] = float(g.groupby("split_seed")[metric].mean().std(ddof=1))
+            line["delta"] = line["mean"] - line["paper"] if line["paper"] is not None else math.nan
+            line["values"] = vals.tolist()
+            lines.append(line)
+    out = pd.DataFrame(lines)
+    out["p_value"] = math.nan
+    if baseline:
+        _welch_against_baseline(spec, out, baseline)
+    return out
+
+
+def _welch_against_baseline(spec: Spec, out: pd.DataFrame, baseline: dict) -> None:
+    from scipy import stats
+    axis_cols = [f"axis:{a}" for a in spec.axes]
+    for i, line in out.iterrows():
+        ref = out
+        for a in spec.axes:
+            want = baseline.get(a, line[f"axis:{a}"])
+            ref = ref[ref[f"axis:{a}"] == want]
+        ref = ref[ref["domain"] == line["domain"]]
+        if not len(ref) or all(ref.iloc[0][c] == line[c] for c in axis_cols):
+            continue
+        a, b = np.asarray(line["values"]), np.asarray(ref.iloc[0]["values"])
+        if len(a) >= 2 and len(b) >= 2 and (a.std() > 0 or b.std() > 0):
+            out.at[i, "p_value"] = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def _fmt(mean, std, n, sig=False, bold=False, tex=False) -> str:
+    if n == 0 or math.isnan(mean):
+        return "–" if not tex else "--"
+    pm = r" $\pm$ " if tex else " ± "
+    body = f"{mean:.1f}" + (f"{pm}{std:.1f}" if not math.isnan(std) else "")
+    if bold:
+        body = rf"\textbf{{{body}}}" if tex else f"**{body}**"
+    star = ("$^*$" if tex else "\\*") if sig else ""
+    return f"{body}{star} (n={n})" if not tex else f"{body}{star}"
+
+
+def _num(x, signed=False) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    return f"{x:+.1f}" if signed else f"{x:.1f}"
+
+
+def build_grid(spec: Spec, summary: pd.DataFrame):
+    """(row labels, column headers, cells) in the paper's layout; each column group of the layout
+    axis x domain has three sub-columns: ours, paper, delta."""
+    layout = spec.layout
+    rows_axis, cols_axis = layout["rows"], layout["columns"]
+    other = [a for a in spec.axes if a not in (rows_axis, cols_axis)]
+    row_keys = []
+    for cell in spec.cells():
+        rk = tuple([str(cell[rows_axis])] + [f"{a}={cell[a]}" for a in other])
+        if rk not in row_keys:
+            row_keys.append(rk)
+    col_levels = [str(c) for c in spec.axes[cols_axis]] if cols_axis else [None]
+    groups = [(c, d) for c in col_levels for d in spec.domains]
+    best = {}
+    for c, d in groups:
+        sub = summary[(summary["domain"] == d) & ((summary[f"axis:{cols_axis}"] == c) if cols_axis else True)]
+        if len(sub) and sub["mean"].notna().any():
+            best[(c, d)] = sub["mean"].max()
+    cells = {}
+    for rk in row_keys:
+        for c, d in groups:
+            sel = summary[(summary["domain"] == d) & (summary[f"axis:{rows_axis}"] == rk[0])]
+            if cols_axis:
+                sel = sel[sel[f"axis:{cols_axis}"] == c]
+            for part in rk[1:]:
+                a, v = part.split("=", 1)
+                sel = sel[sel[f"axis:{a}"] == v]
+            cells[(rk, c, d)] = sel.iloc[0] if len(sel) else None
+    return row_keys, groups, cells, best
+
+
+def _header_name(c, d, spec) -> str:
+    parts = [p for p in (c, d if len(spec.domains) > 1 else None) if p]
+    return " ".join(parts) if parts else spec.metric
+
+
+def markdown(spec: Spec, summary: pd.DataFrame, footnotes: list[str]) -> str:
+    row_keys, groups, cells, best = build_grid(spec, summary)
+    rows_axis = spec.layout["rows"]
+    head = [rows_axis]
+    for c, d in groups:
+        name = _header_name(c, d, spec)
+        head += [f"{name} ours", f"{name} paper", f"{name} Δ"]
+    lines = [f"### {spec.suite}/{spec.name}: {spec.title}", "",
+             "| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
+    for rk in row_keys:
+        label = rk[0] + (f" ({', '.join(rk[1:])})" if len(rk) > 1 else "")
+        out = [_row_label(spec, rows_axis, rk[0], label)]
+        for c, d in groups:
+            line = cells[(rk, c, d)]
+            if line is None:
+                out += ["–", "–", "–"]
+                continue
+            is_best = best.get((c, d)) is not None and line["n"] and line["mean"] == best[(c, d)]
+            sig = not math.isnan(line["p_value"]) and line["p_value"] < 0.05
+            out += [_fmt(line["mean"], line["std"], line["n"], sig, bool(is_best)),
+                    _num(line["paper"]), _num(line["delta"], signed=True)]
+        lines.append("| " + " | ".join(out) + " |")
+    lines += [""] + [f"{i + 1}. {f}" for i, f in enumerate(footnotes)]
+    return "\n".join(lines) + "\n"
+
+
+def _row_label(spec, axis, level, default) -> str:
+    body = spec.level(axis, level) if level in spec.axes[axis] else {}
+    return (body or {}).get("label", default)
+
+
+def latex(spec: Spec, summary: pd.DataFrame, footnotes: list[str]) -> str:
+    row_keys, groups, cells, best = build_grid(spec, summary)
+    rows_axis = spec.layout["rows"]
+    esc = lambda s: str(s).replace("_", r"\_").replace("%", r"\%")  # noqa: E731
+    cols = "l" + "rrr" * len(groups)
+    lines = [r"\begin{table}[t]", r"\centering", r"\small", rf"\begin{{tabular}}{{{cols}}}", r"\toprule"]
+    top = [""] + [rf"\multicolumn{{3}}{{c}}{{{esc(_header_name(c, d, spec))}}}" for c, d in groups]
+    lines.append(" & ".join(top) + r" \\")
+    lines.append(" & ".join([esc(rows_axis)] + ["ours & paper & $\\Delta$"] * len(groups)) + r" \\")
+    lines.append(r"\midrule")
+    for rk in row_keys:
+        label = rk[0] + (f" ({', '.join(rk[1:])})" if len(rk) > 1 else "")
+        out = [esc(_row_label(spec, rows_axis, rk[0], label))]
+        for c, d in groups:
+            line = cells[(rk, c, d)]
+            if line is None:
+                out += ["--", "--", "--"]
+                continue
+            is_best = best.get((c, d)) is not None and line["n"] and line["mean"] == best[(c, d)]
+            sig = not math.isnan(line["p_value"]) and line["p_value"] < 0.05
+            out += [_fmt(line["mean"], line["std"], line["n"], sig, bool(is_best), tex=True),
+                    _num(line["paper"]).replace("–", "--"), _num(line["delta"], True).replace("–", "--")]
+        lines.append(" & ".join(out) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}",
+              rf"\caption{{{esc(spec.suite + '/' + spec.name)}: {esc(spec.title)}. "
+              + " ".join(esc(f) for f in footnotes) + "}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def per_class_markdown(spec: Spec, df: pd.DataFrame) -> str | None:
+    """Mean per-class IoU per (cell, domain) over the selected evaluations."""
+    sel = selected_rows(spec, df)
+    if not len(sel):
+        return None
+    blocks = [f"### {spec.suite}/{spec.name}: per-class IoU ({spec.evaluation} evaluation, mean over trials)", ""]
+    for dkey, g in sel.groupby("domain_key", sort=False):
+        names = list(g.iloc[0]["class_names"])
+        blocks += [f"**{dkey}**", "", "| cell | " + " | ".join(names) + " | mIoU |",
+                   "|" + "|".join(["---"] * (len(names) + 2)) + "|"]
+        for cell, c in g.groupby("cell", sort=False):
+            iou = np.nanmean(np.stack([np.asarray(v, float) for v in c["class_iou"]]), axis=0)
+            blocks.append(f"| {cell} | " + " | ".join(_num(float(v)) for v in iou)
+                          + f" | {c['miou'].mean():.1f} |")
+        blocks.append("")
+    return "\n".join(blocks)
+
+
+def footnotes_for(spec: Spec, df: pd.DataFrame, pending: dict, profile: str | None) -> list[str]:
+    sel = selected_rows(spec, df)
+    notes = [f"Shows the {'final' if spec.evaluation == 'final' else 'best-on-validation'} evaluation of "
+             f"each trial; mean ± sample std over trials, n = trials per cell. Bold: best mean in the column."]
+    profiles = sorted(set(df["profile"].dropna())) if len(df) else []
+    prof = profile or (profiles[0] if profiles else "laptop")
+    notes.append(f"Profile: {prof}" + (" (the embedded synthetic world: compare trends, not absolute "
+                                       "values, with the paper)" if prof == "laptop" else ""))
+    if spec.raw.get("baseline"):
+        base = ", ".join(f"{k}={v}" for k, v in spec.raw["baseline"].items())
+        notes.append(f"\\* p < 0.05, Welch's t-test against the baseline ({base}) in the same column.")
+    if len(df):
+        fin = df[df["is_final"]]
+        failed = fin[fin["status"] != "ok"]
+        if len(failed):
+            reasons = "; ".join(f"{r.cell} seed {r.seed}: {r.status} ({(r.error or '')[:80]})"
+                                for r in failed.itertuples())
+            notes.append(f"{len(failed)} failed trial(s), excluded: {reasons}")
+    by_reason: dict = {}
+    for cid, reason in pending.items():
+        by_reason.setdefault(reason, []).append(cid)
+    for reason, cids in by_reason.items():
+        notes.append(f"Not run yet, {reason}: {'; '.join(cids)}.")
+    if len(sel):
+        wall = df[df["is_final"] & (df["status"] == "ok")]
+        hours = wall["device_hours"].sum()
+        revs = ", ".join(sorted(set(wall["git_rev"].dropna())))
+        notes.append(f"Cost: {hours:.3f} device-hours over {wall['trial'].nunique()} trials; git {revs}.")
+    notes += [str(f) for f in spec.raw.get("footnotes") or []]
+    return notes
+
+
+def write_outputs(spec: Spec, df: pd.DataFrame, out_dir: Path, pending: dict | None = None,
+                  profile: str | None = None) -> dict:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = summarize(spec, df)
+    notes = footnotes_for(spec, df, pending or {}, profile)
+    paths = {}
+    for name, text in (("table.md", markdown(spec, summary, notes)), ("table.tex", latex(spec, summary, notes))):
+        _atomic_write(out_dir / name, text)
+        paths[name] = out_dir / name
+    csv = summary.drop(columns=["values"]).copy()
+    _atomic_write(out_dir / "table.csv", csv.to_csv(index=False))
+    paths["table.csv"] = out_dir / "table.csv"
+    if spec.raw.get("per_class"):
+        text = per_class_markdown(spec, df)
+        if text:
+            _atomic_write(out_dir / "per_class.md", text)
+            paths["per_class.md"] = out_dir / "per_class.md"
+    from unisemi.ablation.plots import plot_table
+    plot = plot_table(spec, df, summary, out_dir)
+    if plot is not None:
+        paths["plot"] = plot
+    return paths
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)

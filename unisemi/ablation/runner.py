@@ -1,0 +1,234 @@
+"""Run every trial of a spec through Ray Tune, store the rows, and write the table.
+
+Scheduling: one Tune trial per (cell, split, seed[, domain]), enumerated with `tune.grid_search`
+over the trial keys, so each runs exactly once by construction (Optuna's GridSampler is known to
+repeat points under parallel workers; optuna#2039/#4627/#5489). After the run the store is checked:
+exactly one final row per trial, or the run fails loudly.
+
+Resume never depends on Tune's experiment state (which does not restore searchers, ray#30861):
+the store is the ledger. `--resume` runs only the trials without a final row; the rows of an
+interrupted trial are rewritten under the same keys when it reruns.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+import uuid
+from pathlib import Path
+
+from unisemi.ablation.spec import Spec, expand
+from unisemi.ablation.store import TableStore
+from unisemi.ablation.trial import failure_row, git_revision, rows_for, run_trial
+
+
+
+# Our own progress lines replace Tune's console tables; the store is the record of every result.
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+
+class RunnerError(RuntimeError):
+    """A problem with a run request; the message says what and how to fix it."""
+
+
+def _store_callback(store: TableStore, payload: dict, meta: dict, log):
+    import time
+
+    from ray import tune
+
+    total, t0 = len(payload), time.perf_counter()
+
+    class StoreCallback(tune.Callback):
+        """Driver-side: every reported evaluation becomes rows in the store, as it arrives."""
+
+        def __init__(self):
+            self.devices, self.finished = {}, 0
+
+        def _progress(self, key, what):
+            self.finished += 1
+            t = payload[key]
+            elapsed = time.perf_counter() - t0
+            eta = elapsed / self.finished * (total - self.finished)
+            log(f"[{self.finished}/{total}] {t['cell_id']} seed {t['seed']}: {what}"
+                f"  elapsed {elapsed:.0f} s, ETA {eta:.0f} s")
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            key = trial.config["trial"]
+            t = payload[key]
+            device, node = result.get("device"), result.get("node")
+            self.devices[key] = device
+            if result.get("failed"):
+                store.merge(key, [failure_row(t, meta, result["failed"], result.get("error", ""), device, node)])
+            elif "record" in result:
+                store.merge(key, rows_for(result["record"], t, meta, device, node))
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            key = trial.config["trial"]
+            store.finalize(key)
+            fin = store.read_trial(key)
+            fin = fin[fin["is_final"]]
+            what = ("failed: " + str(fin["status"].iloc[0])) if (fin["status"] != "ok").any() else \
+                ", ".join(f"{r.domain_key} mIoU {r.miou:.1f}" for r in fin.itertuples())
+            self._progress(key, what)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            key = trial.config["trial"]
+            error = _error_text(trial)
+            store.merge(key, [failure_row(payload[key], meta, "error", error, self.devices.get(key))])
+            self._progress(key, f"error: {error}")
+
+    return StoreCallback()
+
+
+def _error_text(trial) -> str:
+    path = getattr(trial, "error_file", None)
+    try:
+        if path and Path(path).exists():
+            lines = [ln for ln in Path(path).read_text().strip().splitlines() if ln.strip()]
+            return lines[-1] if lines else "error"
+    except OSError:
+        pass
+    return "trial errored (see Ray logs)"
+
+
+def plan(spec: Spec, profile: str, seeds: int | None, overrides: dict | None):
+    trials, pending = expand(spec, profile, seeds, overrides)
+    return trials, pending
+
+
+def run_table(spec: Spec, *, profile: str = "laptop", seeds: int | None = None,
+              results_dir: str | Path = "results", resume: bool = False, address: str | None = None,
+              workers_per_trial: int = 0, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
+              max_concurrent: int | None = None, max_failures: int = 2, overrides: dict | None = None,
+              num_cpus: int | None = None, inject_fault: dict | None = None, log=print) -> dict:
+    """Run the missing trials of `spec`; returns {'ran', 'skipped', 'pending', 'failed', 'store'}."""
+    import ray
+    from ray import tune
+
+    trials, pending = plan(spec, profile, seeds, overrides)
+    store = TableStore(results_dir, spec.suite, spec.name)
+    if resume and not store.exists():
+        raise RunnerError(f"--resume: nothing stored for {spec.suite}/{spec.name} under {store.dir}")
+    stored = store.read()
+    if len(stored) and not resume:
+        raise RunnerError(f"{store.dir} already holds results of {spec.suite}/{spec.name}; pass --resume "
+                          f"to run only the missing trials, or --report-only to rewrite the outputs")
+    done = store.completed()
+    todo = [t for t in trials if t.key not in done]
+    log(f"{len(trials)} trials ({len(trials) - len(todo)} already stored, {len(todo)} to run)"
+        + (f"; {len(pending)} cells pending: " + "; ".join(f"{c} ({r})" for c, r in pending.items())
+           if pending else ""))
+    if todo:
+        _launch(spec, todo, store, profile, results_dir, address, workers_per_trial, cpus_per_trial,
+                gpus_per_trial, max_concurrent, max_failures, num_cpus, inject_fault, log, ray, tune)
+    missing = check_complete(store, trials)
+    failed = store.final_rows()
+    failed = failed[failed["status"] != "ok"] if len(failed) else failed
+    return {"ran": len(todo), "skipped": len(trials) - len(todo), "pending": pending,
+            "failed": len(failed), "missing": missing, "store": store, "trials": trials}
+
+
+def _launch(spec, todo, store, profile, results_dir, address, workers_per_trial, cpus_per_trial,
+            gpus_per_trial, max_concurrent, max_failures, num_cpus, inject_fault, log, ray, tune):
+    results_dir = Path(results_dir).resolve()
+    storage = results_dir / "_ray"
+    meta = {"run_id": datetime.datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6],
+            "suite": spec.suite, "table": spec.name, "profile": profile, "git_rev": git_revision(),
+            "workers": workers_per_trial, "cpus_per_worker": cpus_per_trial,
+            "gpus_per_worker": gpus_per_trial, "storage_path": str(storage / "train"),
+            "inject_fault": inject_fault}
+    started_here = False
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        started_here = True
+    try:
+        if workers_per_trial >= 1:
+            # The trial itself only coordinates; its TorchTrainer's workers hold the real slots.
+            resources = {"cpu": 0.01}
+        else:
+            resources = {"cpu": cpus_per_trial, "gpu": gpus_per_trial}
+        payload = {t.key: t.payload() for t in todo}
+        for t in todo:   # one thread per CPU slot: two 1-thread trials do not slow each other
+            if workers_per_trial == 0 and not t.config["train"]["threads"]:
+                payload[t.key]["config"]["train"]["threads"] = max(1, int(cpus_per_trial))
+        trainable = tune.with_resources(tune.with_parameters(run_trial, trials=payload, meta=meta), resources)
+        concurrency = max_concurrent or _default_concurrency(ray, workers_per_trial, cpus_per_trial)
+        tuner = tune.Tuner(
+            trainable,
+            param_space={"trial": tune.grid_search([t.key for t in todo])},
+            tune_config=tune.TuneConfig(max_concurrent_trials=concurrency),
+            run_config=tune.RunConfig(
+                name=f"{spec.suite}-{spec.name}-{meta['run_id']}", storage_path=str(storage),
+                failure_config=tune.FailureConfig(max_failures=max_failures),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                callbacks=[_store_callback(store, payload, meta, log)], verbose=0))
+        log(f"running {len(todo)} trials, {concurrency} at a time "
+            f"({'in-process fit' if workers_per_trial == 0 else f'TorchTrainer x{workers_per_trial}'})")
+        tuner.fit()
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _default_concurrency(ray, workers_per_trial: int, cpus_per_trial: float) -> int:
+    cpus = ray.cluster_resources().get("CPU", 1)
+    per = cpus_per_trial * max(1, workers_per_trial)
+    return max(1, int(math.floor(cpus / per)))
+
+
+def check_complete(store: TableStore, trials) -> list[str]:
+    """Trial keys without exactly one final row; duplicates are a bug and raise."""
+    fin = store.final_rows()
+    counts = fin.groupby(["trial", "domain"]).size() if len(fin) else None
+    if counts is not None and (counts > 1).any():
+        dup = counts[counts > 1]
+        raise RunnerError(f"duplicate final rows in {store.dir}: {dup.to_dict()}")
+    have = set(fin["trial"]) if len(fin) else set()
+    return [t.key for t in trials if t.key not in have]
+
+
+def describe(trials, pending: dict, spec: Spec, workers: int, cpus: float, gpus: float,
+             est_trial_s: float | None) -> str:
+    cells = {t.cell_id for t in trials}
+    seeds = sorted({t.seed for t in trials})
+    n = len(trials)
+    lines = [f"{len(cells)} cells x {len(seeds)} seeds" +
+             (f" (per-domain trials for some cells)" if n != len(cells) * len(seeds) else "") +
+             f" = {n} trials"]
+    if workers >= 1:
+        lines.append(f"resources per trial: TorchTrainer with {workers} workers x "
+                     f"({cpus:g} CPU{f', {gpus:g} GPU' if gpus else ''})")
+    else:
+        lines.append(f"resources per trial: {cpus:g} CPU{f', {gpus:g} GPU' if gpus else ''} (in-process fit)")
+    if est_trial_s is not None:
+        devices = max(1, workers)
+        lines.append(f"estimated cost: {n} x {est_trial_s:.0f} s = {n * est_trial_s * devices / 3600:.3f} "
+                     f"device-hours (from a measured probe of the first trial)")
+    for cid, reason in pending.items():
+        lines.append(f"pending cell {cid}: {reason}")
+    return "\n".join(lines)
+
+
+def probe_seconds(trial, iterations: int = 20) -> float:
+    """Seconds one trial would take, from a short run of its config (setup + steps + one eval)."""
+    import time
+
+    from unisemi.config import build_config, with_overrides
+    from unisemi.train import fit
+
+    cfg = build_config(trial.config, "probe")
+    total = cfg.train.iterations
+    short = with_overrides(cfg, {"train": {"iterations": iterations, "eval_every": iterations,
+                                           "threads": cfg.train.threads or 1, "out_dir": ""}})
+    t0 = time.perf_counter()
+    res = fit(short)
+    wall = time.perf_counter() - t0
+    per_step = res["timing"]["train"] / iterations + res["timing"]["data"] / iterations
+    evals = max(1, total // cfg.train.eval_every)
+    return res["timing"]["setup"] + per_step * total + res["timing"]["eval"] * evals + (wall - sum(
+        res["timing"][k] for k in ("setup", "train", "data", "eval")))

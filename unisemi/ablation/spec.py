@@ -1,0 +1,296 @@
+"""Ablation specs: one YAML file per paper table, expanded into trials (cell x split x seed).
+
+A spec names a base preset, the grid axes (each level is a set of config overrides), the seeds,
+the layout of the generated table, the paper's numbers per cell and, per data profile, which
+domains stand in for the paper's datasets. See ablations/README.md for the full schema.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import itertools
+import json
+from pathlib import Path
+
+import yaml
+
+from unisemi.config import ConfigError, _merge, build_config, load_values, to_dict
+
+ABLATIONS_DIR = Path(__file__).resolve().parents[2] / "ablations"
+SUITES = ("contrastive", "universal", "ass", "transfer")
+DEFAULT_SUITE = "contrastive"
+PROFILES = ("laptop", "paper")
+
+SPEC_KEYS = {"title", "reference", "preset", "evaluation", "metric", "seeds", "splits", "domains",
+             "profiles", "axes", "layout", "baseline", "plot", "paper", "footnotes", "per_class"}
+LEVEL_KEYS = {"set", "per_domain", "label"}
+PROFILE_KEYS = {"domains", "set"}
+LAYOUT_KEYS = {"rows", "columns"}
+PLOT_KEYS = {"kind", "axis", "log", "x"}
+
+
+class SpecError(ValueError):
+    """A problem with a spec file; the message names the file, key and value."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Trial:
+    """One unit of work: a cell of the grid at one (split, seed), possibly restricted to one domain."""
+    key: str                 # stable id, also the store's file name stem
+    cell: dict               # axis -> level
+    cell_id: str
+    seed: int
+    split_seed: int
+    domain_keys: tuple       # the table's domain keys this trial reports (e.g. ('cs', 'cvd'))
+    domain_map: dict         # data domain -> table domain key
+    config: dict             # fully resolved config values (Config as a dict)
+    config_hash: str
+
+    def payload(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class Spec:
+    suite: str
+    name: str
+    path: Path
+    raw: dict
+
+    @property
+    def title(self) -> str:
+        return self.raw["title"]
+
+    @property
+    def axes(self) -> dict:
+        return self.raw["axes"]
+
+    @property
+    def domains(self) -> list:
+        return list(self.raw.get("domains") or ["main"])
+
+    @property
+    def evaluation(self) -> str:
+        return self.raw.get("evaluation", "final")
+
+    @property
+    def metric(self) -> str:
+        return self.raw.get("metric", "miou")
+
+    @property
+    def layout(self) -> dict:
+        axes = list(self.axes)
+        layout = dict(self.raw.get("layout") or {})
+        layout.setdefault("rows", axes[0])
+        layout.setdefault("columns", axes[1] if len(axes) > 1 else None)
+        return layout
+
+    def cells(self) -> list[dict]:
+        names = list(self.axes)
+        return [dict(zip(names, levels))
+                for levels in itertools.product(*(list(self.axes[a]) for a in names))]
+
+    def level(self, axis: str, name: str) -> dict:
+        return self.axes[axis][name] or {}
+
+    def pending_reason(self, cell: dict) -> str | None:
+        """Why a cell cannot run yet (its method is not implemented), or None."""
+        from unisemi.methods import METHODS
+        method = self.cell_values(cell).get("method")
+        if method is not None and method not in METHODS:
+            return f"method '{method}' is not implemented yet"
+        return None
+
+    def cell_values(self, cell: dict) -> dict:
+        values: dict = {}
+        for axis, level in cell.items():
+            values = _merge(values, dotted_to_nested(self.level(axis, level).get("set") or {}))
+        return values
+
+    def paper_value(self, cell: dict, domain_key: str):
+        """The paper's number for a cell and domain, or None where the paper has none."""
+        node = self.raw.get("paper")
+        layout = self.layout
+        for axis in (layout["rows"], layout["columns"]):
+            if axis is None or not isinstance(node, dict):
+                continue
+            node = node.get(str(cell[axis]))
+        if isinstance(node, dict):
+            node = node.get(domain_key)
+        return node if isinstance(node, (int, float)) else None
+
+
+def cell_id(cell: dict) -> str:
+    return ",".join(f"{k}={v}" for k, v in cell.items())
+
+
+def dotted_to_nested(values: dict) -> dict:
+    out: dict = {}
+    for key, value in values.items():
+        nested = value
+        for part in reversed(str(key).split(".")):
+            nested = {part: nested}
+        out = _merge(out, nested)
+    return out
+
+
+def _fail(path: Path, key: str, msg: str) -> SpecError:
+    return SpecError(f"{path}: key '{key}': {msg}")
+
+
+def _check_keys(path: Path, where: str, got: dict, allowed: set) -> None:
+    for k in got:
+        if k not in allowed:
+            close = difflib.get_close_matches(str(k), sorted(allowed), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else f" (expected one of {', '.join(sorted(allowed))})"
+            raise SpecError(f"{path}: unknown key '{where}{k}'{hint}")
+
+
+def all_specs() -> list[tuple[str, str, Path]]:
+    out = []
+    for suite in SUITES:
+        for p in sorted((ABLATIONS_DIR / suite).glob("*.yaml")):
+            out.append((suite, p.stem, p))
+    return out
+
+
+def resolve(name: str) -> tuple[str, str, Path]:
+    """'table6' -> contrastive/table6; 'universal/table2' as given; a path to a YAML file as is."""
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.exists():
+            raise SpecError(f"{path}: spec file not found")
+        return path.parent.name, path.stem, path
+    suite, _, table = name.rpartition("/")
+    suite = suite or DEFAULT_SUITE
+    path = ABLATIONS_DIR / suite / f"{table}.yaml"
+    if path.exists():
+        return suite, table, path
+    known = [f"{s}/{t}" for s, t, _ in all_specs()]
+    close = difflib.get_close_matches(f"{suite}/{table}", known, n=3, cutoff=0.5)
+    hint = f"; close matches: {', '.join(close)}" if close else f"; known: {', '.join(known) or 'none'}"
+    raise SpecError(f"unknown table '{name}' (looked for {path}){hint}")
+
+
+def load_spec(name: str) -> Spec:
+    suite, table, path = resolve(name)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: expected a mapping, got {type(raw).__name__}")
+    validate_spec(path, raw)
+    return Spec(suite, table, path, raw)
+
+
+def validate_spec(path: Path, raw: dict) -> None:
+    _check_keys(path, "", raw, SPEC_KEYS)
+    for key in ("title", "preset", "axes"):
+        if key not in raw:
+            raise _fail(path, key, "missing (every spec needs title, preset and axes)")
+    if not isinstance(raw["title"], str):
+        raise _fail(path, "title", f"expected a string, got {raw['title']!r}")
+    axes = raw["axes"]
+    if not isinstance(axes, dict) or not axes:
+        raise _fail(path, "axes", f"expected a non-empty mapping of axis -> levels, got {axes!r}")
+    for axis, levels in axes.items():
+        if not isinstance(levels, dict) or not levels:
+            raise _fail(path, f"axes.{axis}", f"empty grid: expected a mapping of level -> overrides, got {levels!r}")
+        for level, body in levels.items():
+            body = body or {}
+            if not isinstance(body, dict):
+                raise _fail(path, f"axes.{axis}.{level}", f"expected a mapping, got {body!r}")
+            _check_keys(path, f"axes.{axis}.{level}.", body, LEVEL_KEYS)
+            if not isinstance(body.get("set") or {}, dict):
+                raise _fail(path, f"axes.{axis}.{level}.set", f"expected a mapping of config key -> value, got {body['set']!r}")
+    seeds = raw.get("seeds", 2)
+    if isinstance(seeds, bool) or not isinstance(seeds, (int, list)):
+        raise _fail(path, "seeds", f"expected a count or a list of ints, got {seeds!r}")
+    if isinstance(seeds, int) and seeds < 1:
+        raise _fail(path, "seeds", f"{seeds!r} is not valid, expected >= 1")
+    splits = raw.get("splits", "same")
+    if splits != "same" and not (isinstance(splits, list) and splits and all(isinstance(s, int) for s in splits)):
+        raise _fail(path, "splits", f"expected 'same' or a non-empty list of ints, got {splits!r}")
+    if raw.get("evaluation", "final") not in ("final", "best"):
+        raise _fail(path, "evaluation", f"{raw['evaluation']!r} is not valid, expected final or best")
+    domains = raw.get("domains") or ["main"]
+    if not isinstance(domains, list):
+        raise _fail(path, "domains", f"expected a list of the table's domain keys, got {domains!r}")
+    profiles = raw.get("profiles") or {}
+    _check_keys(path, "profiles.", profiles, set(PROFILES))
+    for prof, body in profiles.items():
+        _check_keys(path, f"profiles.{prof}.", body or {}, PROFILE_KEYS)
+        dmap = (body or {}).get("domains") or {}
+        missing = [d for d in domains if d not in dmap]
+        if missing:
+            raise _fail(path, f"profiles.{prof}.domains", f"no dataset for table domain(s) {missing}")
+    layout = raw.get("layout") or {}
+    _check_keys(path, "layout.", layout, LAYOUT_KEYS)
+    for k, axis in layout.items():
+        if axis is not None and axis not in axes:
+            raise _fail(path, f"layout.{k}", f"'{axis}' is not an axis (axes: {', '.join(axes)})")
+    baseline = raw.get("baseline") or {}
+    for axis, level in baseline.items():
+        if axis not in axes or str(level) not in {str(x) for x in axes[axis]}:
+            raise _fail(path, f"baseline.{axis}", f"{level!r} is not a level of an axis")
+    plot = raw.get("plot") or {}
+    _check_keys(path, "plot.", plot, PLOT_KEYS)
+    if plot and plot.get("kind") not in ("line", "bars"):
+        raise _fail(path, "plot.kind", f"{plot.get('kind')!r} is not valid, expected line or bars")
+
+
+def seed_list(spec: Spec, seeds: int | None) -> list[int]:
+    if seeds is not None:
+        if seeds < 1:
+            raise SpecError(f"--seeds {seeds}: expected >= 1")
+        return list(range(seeds))
+    raw = spec.raw.get("seeds", 2)
+    return list(range(raw)) if isinstance(raw, int) else [int(s) for s in raw]
+
+
+def expand(spec: Spec, profile: str = "laptop", seeds: int | None = None,
+           overrides: dict | None = None) -> tuple[list[Trial], dict]:
+    """All trials of a spec, plus {cell_id: reason} for the cells that cannot run yet."""
+    if profile not in PROFILES:
+        raise SpecError(f"--profile {profile!r}: expected one of {', '.join(PROFILES)}")
+    prof = (spec.raw.get("profiles") or {}).get(profile)
+    if prof is None:
+        raise SpecError(f"{spec.path}: no '{profile}' profile (key 'profiles.{profile}')")
+    dmap_table = dict(prof.get("domains") or {})     # table key -> dataset/domain name
+    base = _merge(load_values(spec.raw["preset"]), dotted_to_nested(prof.get("set") or {}))
+    splits = spec.raw.get("splits", "same")
+    trials, pending = [], {}
+    for cell in spec.cells():
+        cid = cell_id(cell)
+        reason = spec.pending_reason(cell)
+        if reason:
+            pending[cid] = reason
+            continue
+        per_domain = any((spec.level(a, l) or {}).get("per_domain") for a, l in cell.items())
+        groups = [[d] for d in spec.domains] if per_domain else [spec.domains]
+        for seed in seed_list(spec, seeds):
+            for split_seed in ([seed] if splits == "same" else splits):
+                for keys in groups:
+                    values = _merge(base, spec.cell_values(cell))
+                    values = _merge(values, {
+                        "data": {"domains": [dmap_table[k] for k in keys], "split_seed": split_seed},
+                        "train": {"seed": seed, "progress": False}})
+                    values = _merge(values, overrides or {})
+                    try:
+                        cfg = build_config(values, f"{spec.path} cell {cid}")
+                    except ConfigError as exc:
+                        raise SpecError(str(exc)) from None
+                    config = to_dict(cfg)
+                    from unisemi.config import config_hash
+                    chash = config_hash(cfg)
+                    ident = json.dumps([spec.suite, spec.name, cid, seed, split_seed, keys], sort_keys=True)
+                    key = hashlib.sha1(ident.encode()).hexdigest()[:16]
+                    trials.append(Trial(key=key, cell=dict(cell), cell_id=cid, seed=seed,
+                                        split_seed=split_seed, domain_keys=tuple(keys),
+                                        domain_map={dmap_table[k]: k for k in keys},
+                                        config=config, config_hash=chash))
+    if not trials and not pending:
+        raise SpecError(f"{spec.path}: empty grid (no cells)")
+    return trials, pending

@@ -1,0 +1,136 @@
+"""One ablation trial inside Ray Tune: run the shared `train.fit` and report result rows.
+
+`workers == 0` fits in the trial's own process (one CPU slot, no process group: the laptop
+profile, where a 2-worker TorchTrainer costs 15-19 s of launch per trial). `workers >= 1` fits
+the same config inside a Ray Train `TorchTrainer` of that many DDP workers (the cluster path).
+Either way every evaluation reaches Tune as rows for the store plus a checkpoint, so a failed trial
+is retried from its last evaluation.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+
+
+def git_revision() -> str:
+    root = Path(__file__).resolve().parents[2]
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (rev + ("-dirty" if dirty else "")) if rev else "unknown"
+
+
+def device_name(config: dict, workers: int) -> str:
+    if config["train"]["device"] != "cpu" and torch.cuda.is_available():
+        return f"{max(workers, 1)}x {torch.cuda.get_device_name(0)}"
+    threads = config["train"].get("threads") or torch.get_num_threads()
+    return f"{max(workers, 1)}x cpu ({threads} thread{'s' if threads != 1 else ''}, {platform.machine()})"
+
+
+def node_id() -> str | None:
+    import ray
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+
+
+def rows_for(record: dict, trial: dict, meta: dict, device: str, node: str | None = None) -> list[dict]:
+    """One store row per domain of one evaluation record (built on the driver)."""
+    rows = []
+    timing = record.get("timing") or {}
+    wall = float(sum(timing.values())) if timing else None
+    workers = max(meta["workers"], 1)
+    for domain, m in record["domains"].items():
+        names = list(m["iou"])
+        split = record["splits"][domain]
+        rows.append(dict(
+            _common(trial, meta, device), node=node, split_id=split["split_id"], split_hash=split["split_hash"],
+            n_labelled=split["n_labelled"], domain=domain, domain_key=trial["domain_map"][domain],
+            iteration=record["iteration"], resumed_from=record.get("resumed_from"), is_final=False, is_best=False, status="ok", error=None,
+            miou=m["miou"], pixel_acc=m["pixel_acc"], class_names=names,
+            class_iou=[m["iou"][n] for n in names], loss_json=json.dumps(record.get("loss", {})),
+            wall_s=wall, device_hours=None if wall is None else wall * workers / 3600.0,
+            setup_s=timing.get("setup"), data_s=timing.get("data"), train_s=timing.get("train"),
+            eval_s=timing.get("eval")))
+    return rows
+
+
+def failure_row(trial: dict, meta: dict, status: str, error: str, device: str | None = None,
+                node: str | None = None) -> dict:
+    """The marker row of a failed trial: iteration -1, final, no metrics."""
+    return dict(_common(trial, meta, device), node=node, domain=",".join(trial["domain_map"]),
+                domain_key=",".join(trial["domain_keys"]), iteration=-1, is_final=True,
+                is_best=False, status=status, error=str(error)[:2000])
+
+
+def _common(trial: dict, meta: dict, device: str | None) -> dict:
+    return {
+        "run_id": meta["run_id"], "suite": meta["suite"], "table": meta["table"],
+        "profile": meta["profile"], "trial": trial["key"], "cell": trial["cell_id"],
+        "cell_json": json.dumps(trial["cell"], sort_keys=True), "seed": trial["seed"],
+        "split_seed": trial["split_seed"], "device": device, "workers": meta["workers"],
+        "git_rev": meta["git_rev"], "config_hash": trial["config_hash"],
+        "config_json": json.dumps(trial["config"], sort_keys=True),
+        "time_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def run_trial(params: dict, trials: dict, meta: dict) -> None:
+    """The Tune function trainable. `params['trial']` is the key of the trial to run.
+
+    Reports {'record': evaluation record, 'device': ...} with a checkpoint at every evaluation;
+    the driver turns records into store rows (see runner.StoreCallback).
+    """
+    from ray import tune
+
+    from unisemi.config import build_config
+    from unisemi.train import NonFiniteLoss, fit
+
+    trial = trials[params["trial"]]
+    cfg = build_config(trial["config"], f"trial {trial['key']}")
+    if meta["workers"] >= 1:
+        return _fit_distributed(cfg, trial, meta)
+    device, node = device_name(trial["config"], 0), node_id()
+    previous = tune.get_checkpoint()
+    fault = meta.get("inject_fault")
+
+    def report(record, save_checkpoint):
+        metrics = {"iteration": record["iteration"], "miou_mean": record["miou_mean"],
+                   "record": record, "device": device, "node": node}
+        with tempfile.TemporaryDirectory() as tmp:
+            save_checkpoint(tmp)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+        if fault and record["iteration"] >= fault["after_iteration"] and not Path(fault["marker"]).exists():
+            Path(fault["marker"]).write_text(trial["key"])      # fail once; the retry then passes
+            raise RuntimeError(f"injected fault after iteration {record['iteration']}")
+
+    try:
+        fit(cfg, report=report, resume=previous.to_directory() if previous is not None else None)
+    except NonFiniteLoss as exc:
+        # Deterministic: a retry would fail the same way, so report it instead of raising.
+        tune.report({"iteration": -1, "failed": "nan", "error": str(exc), "device": device,
+                     "node": node})
+
+
+def _fit_distributed(cfg, trial, meta):
+    """Fit inside a TorchTrainer; Ray's TuneReportCallback forwards each report to this trial.
+
+    Train V2 restores a run from its own storage (same name and storage path) when the trial is
+    retried, so the trainer resumes from its last evaluation.
+    """
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from unisemi.distributed import run_trainer
+
+    run_trainer(cfg, num_workers=meta["workers"], use_gpu=meta["gpus_per_worker"] > 0,
+                cpus_per_worker=meta["cpus_per_worker"], storage_path=meta.get("storage_path"),
+                name=f"{meta['suite']}-{meta['table']}-{trial['key']}", callbacks=[TuneReportCallback()],
+                max_failures=0)
