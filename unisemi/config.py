@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from unisemi.methods.contrastive.config import ContrastiveConfig
 
 PRESET_DIR = Path(__file__).parent / "presets"
 
@@ -92,6 +93,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    contrastive: ContrastiveConfig = field(default_factory=ContrastiveConfig)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -256,6 +258,17 @@ def validate(cfg: Config, where: str = "") -> None:
             bad("data.domains", d, f"one of {', '.join(known)}")
     if len(set(cfg.data.domains)) != len(cfg.data.domains):
         bad("data.domains", cfg.data.domains, "distinct domains")
+    c = cfg.contrastive
+    if cfg.method == "contrastive" and len(cfg.data.domains) != 1:
+        bad("data.domains", cfg.data.domains, "exactly one domain for method contrastive")
+    for key in ("warmup", "memory_size", "views", "proj_dim", "attention_hidden"):
+        low = 0 if key == "warmup" else 1
+        if getattr(c, key) < low:
+            bad(f"contrastive.{key}", getattr(c, key), f"an integer >= {low}")
+    if not 0.0 <= c.confidence < 1.0:
+        bad("contrastive.confidence", c.confidence, "a threshold in [0, 1)")
+    if not 0.0 <= c.ema_start <= c.ema_end <= 1.0:
+        bad("contrastive.ema_start", (c.ema_start, c.ema_end), "0 <= ema_start <= ema_end <= 1")
     if cfg.data.n_labelled < 0:
         bad("data.n_labelled", cfg.data.n_labelled, "a count >= 0")
     if not 0.0 <= cfg.data.labelled_fraction <= 1.0:

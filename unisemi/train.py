@@ -60,9 +60,10 @@ def build_optimizer(cfg: Config, model, state) -> torch.optim.SGD:
 class Batches:
     """Per-domain samplers of labelled (and, if the method wants them, unlabelled) batches."""
 
-    def __init__(self, cfg: Config, domains: dict, needs_unlabelled: bool, device, rank: int):
+    def __init__(self, cfg: Config, domains: dict, needs_unlabelled: bool, device, rank: int,
+                 raw: bool = False):
         seed = cfg.train.seed * 1_000 + rank
-        self.domains, self.device, self.hflip = domains, device, cfg.data.hflip
+        self.domains, self.device, self.hflip, self.raw = domains, device, cfg.data.hflip, raw
         self.aug = torch.Generator().manual_seed(seed + 17)
         self.labelled = {d: IndexSampler(dd.labelled, cfg.data.batch_size, seed + 31 * i)
                          for i, (d, dd) in enumerate(domains.items())}
@@ -77,11 +78,16 @@ class Batches:
             x, y = self.domains[d].fetch("train", sampler.next())
             if self.hflip:
                 x, y = random_hflip(x, y, self.aug)
-            batch["labelled"][d] = (normalize(x.to(self.device)), y.to(self.device).long())
+            batch["labelled"][d] = (self._image(x), y.to(self.device).long())
         for d, sampler in self.unlabelled.items():
             x, _ = self.domains[d].fetch("train", sampler.next())  # labels are never read
-            batch["unlabelled"][d] = normalize(x.to(self.device))
+            batch["unlabelled"][d] = self._image(x)
         return batch
+
+    def _image(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised float images, or float [0, 1] ones for methods that augment them first."""
+        x = x.to(self.device)
+        return x.float().div_(255.0) if self.raw else normalize(x)
 
     def state_dict(self) -> dict:
         return {"aug": self.aug.get_state(),
@@ -144,7 +150,8 @@ def fit(cfg: Config, report=None, resume: str | Path | None = None, out_dir: str
     optimizer = build_optimizer(cfg, model, state)
     params = [p for g in optimizer.param_groups for p in g["params"]]
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.train.amp == "fp16")
-    batches = Batches(cfg, domains, method.NEEDS_UNLABELLED, device, rank)
+    batches = Batches(cfg, domains, method.NEEDS_UNLABELLED, device, rank,
+                      raw=getattr(method, "RAW_IMAGES", False))
     splits = {d: {"split_id": dd.split_id, "split_hash": dd.split_hash, "n_labelled": len(dd.labelled)}
               for d, dd in domains.items()}
     timing = {"setup": time.perf_counter() - t0, "data": 0.0, "train": 0.0, "eval": 0.0}

@@ -14,6 +14,11 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
     return (x - MEAN.to(x.device)) / STD.to(x.device)
 
 
+def normalize_float(images: torch.Tensor) -> torch.Tensor:
+    """float images in [0, 1] (B, 3, H, W) -> normalised, as `normalize` does for uint8."""
+    return (images - MEAN.to(images.device)) / STD.to(images.device)
+
+
 def random_hflip(images: torch.Tensor, labels: torch.Tensor | None, generator: torch.Generator):
     """Flip each sample left-right with probability 1/2 (one draw per sample, no Python loop)."""
     flip = torch.rand(images.shape[0], generator=generator) < 0.5

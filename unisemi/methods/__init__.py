@@ -1,16 +1,18 @@
 """Methods are plain modules with one interface; the training loop never branches on a name.
 
     NEEDS_UNLABELLED: bool
+    RAW_IMAGES: bool (optional)   # batches hold float [0, 1] images that the method augments
     build(config, model) -> nn.Module                 # method state: extra modules and buffers
     losses(model, state, batch, step) -> dict[str, Tensor]   # weighted terms; their sum is the loss
     after_step(model, state, step) -> None            # EMA teacher, memory bank, centroids
 
 A new method is one file plus one line here.
 """
-from unisemi.methods import supervised
+from unisemi.methods import contrastive, supervised
 
 METHODS = {
     "supervised": supervised,
+    "contrastive": contrastive,
 }
 
 

@@ -1,0 +1,230 @@
+"""The contrastive method (Alonso et al. 2021): loss, memory bank, teacher, augmentations,
+pseudo-label weighting and the released-code switches, each on a case small enough to check by hand."""
+import math
+
+import pytest
+import torch
+
+from unisemi.config import load_config
+from unisemi.data import augment as A
+from unisemi.losses import IGNORE_INDEX
+from unisemi.methods import contrastive as M
+from unisemi.methods.contrastive.loss import contrastive_loss, l1_normalised
+from unisemi.methods.contrastive.memory import push, select
+from unisemi.methods.contrastive.reference import contrastive_loss_loop
+from unisemi.methods.teacher import cosine_tau, ema_update, make_teacher
+from unisemi.train import fit
+
+TINY = ["data.size=[32, 64]", "data.labelled_fraction=0", "data.n_labelled=8", "data.batch_size=2",
+        "data.unlabelled_batch_size=2", "data.val_images=4", "model.width=8", "train.iterations=6",
+        "train.eval_every=3", "train.threads=1", "train.progress=false", "contrastive.warmup=2",
+        "contrastive.proj_dim=8", "contrastive.attention_hidden=8", "contrastive.memory_size=16",
+        "contrastive.confidence=0.0"]
+
+
+def _memory():
+    memory = torch.zeros(2, 3, 2)
+    memory[0, 0] = torch.tensor([1.0, 0.0])
+    memory[0, 1] = torch.tensor([0.0, 1.0])
+    return memory, torch.tensor([2, 0])
+
+
+def test_contrastive_loss_by_hand_without_attention():
+    memory, fill = _memory()
+    p, cls, valid = torch.tensor([[2.0, 0.0]]), torch.tensor([0]), torch.tensor([True])
+    w_mem = torch.ones(2, 3)
+    # class 0: pairs (p, [1,0]) -> 1 - 1 = 0 and (p, [0,1]) -> 1 - 0 = 1; mean 0.5; class 1 empty
+    assert contrastive_loss(p, cls, valid, torch.ones(1), memory, fill, w_mem).item() == pytest.approx(0.5)
+    # the release divides by all C = 2 classes
+    assert contrastive_loss(p, cls, valid, torch.ones(1), memory, fill, w_mem,
+                            divide_by_all_classes=True).item() == pytest.approx(0.25)
+
+
+def test_contrastive_loss_by_hand_with_attention_weights():
+    memory, fill = _memory()
+    p, cls, valid = torch.tensor([[2.0, 0.0]]), torch.tensor([0]), torch.tensor([True])
+    # memory scores 0.2, 0.6 -> Eq. 8 weights 2 * [0.2, 0.6] / 0.8 = [0.5, 1.5]
+    s_mem = torch.tensor([[0.2, 0.6, 0.9], [0.3, 0.3, 0.3]])
+    in_mem = torch.arange(3)[None] < fill[:, None]
+    w_mem = l1_normalised(s_mem.reshape(-1), torch.arange(2).repeat_interleave(3), in_mem.reshape(-1), 2).view(2, 3)
+    assert w_mem[0, :2].tolist() == pytest.approx([0.5, 1.5]) and w_mem[0, 2] == 0
+    # mean over the two pairs of w_z * distance: (0.5 * 0 + 1.5 * 1) / 2
+    assert contrastive_loss(p, cls, valid, torch.ones(1), memory, fill, w_mem).item() == pytest.approx(0.75)
+
+
+def test_vectorised_loss_and_gradients_equal_the_per_class_loop():
+    torch.manual_seed(0)
+    c, k, d, n = 5, 7, 4, 40
+    pred = torch.randn(n, d, dtype=torch.float64, requires_grad=True)
+    s_pred = torch.rand(n, dtype=torch.float64, requires_grad=True)
+    cls, valid = torch.randint(0, c, (n,)), torch.rand(n) > 0.2
+    memory, fill = torch.randn(c, k, d, dtype=torch.float64), torch.tensor([7, 3, 0, 1, 5])
+    s_mem = torch.rand(c, k, dtype=torch.float64)
+    in_mem = torch.arange(k)[None] < fill[:, None]
+    for every_class in (False, True):
+        w_pred = l1_normalised(s_pred, torch.where(valid, cls, 0), valid, c)
+        w_mem = l1_normalised(s_mem.reshape(-1), torch.arange(c).repeat_interleave(k), in_mem.reshape(-1), c).view(c, k)
+        fast = contrastive_loss(pred, cls, valid, w_pred, memory, fill, w_mem, every_class)
+        slow = contrastive_loss_loop(pred, cls, valid, s_pred, memory, fill, s_mem, every_class)
+        g_fast = torch.autograd.grad(fast, (pred, s_pred))
+        g_slow = torch.autograd.grad(slow, (pred, s_pred))
+        assert fast.item() == pytest.approx(slow.item(), abs=1e-12)
+        for a, b in zip(g_fast, g_slow):
+            assert torch.allclose(a, b, atol=1e-12)
+
+
+def test_memory_is_a_fifo_per_class_truncated_at_psi():
+    memory, fill = torch.zeros(2, 3, 1), torch.zeros(2, dtype=torch.long)
+    cls, chosen = torch.tensor([0, 0, 1]), torch.tensor([True, True, True])
+    memory, fill = push(memory, fill, torch.tensor([[1.0], [2.0], [9.0]]), cls, chosen)
+    memory, fill = push(memory, fill, torch.tensor([[3.0], [4.0], [8.0]]), torch.tensor([0, 0, 0]),
+                        torch.tensor([True, True, False]))
+    # newest first; class 0 held [1, 2] and receives [3, 4]: psi = 3 keeps [3, 4, 1]
+    assert memory[0, :, 0].tolist() == [3.0, 4.0, 1.0] and fill.tolist() == [3, 1]
+    assert memory[1, 0, 0] == 9.0
+
+
+def test_selection_keeps_top_k_per_image_and_class_and_the_release_keeps_the_lowest():
+    cls = torch.tensor([0, 0, 0, 1, 0, 0])
+    image = torch.tensor([0, 0, 0, 0, 1, 1])
+    keep = torch.tensor([True, True, True, True, True, False])
+    score = torch.tensor([0.1, 0.9, 0.5, 0.3, 0.2, 0.99])
+    top = select(cls, image, keep, score, per_image=2, num_classes=2)
+    assert top.tolist() == [False, True, True, True, True, False]          # filtered rows never enter
+    low = select(cls, image, keep, score, per_image=1, num_classes=2, lowest=True)
+    assert low.tolist() == [True, False, False, True, True, False]
+
+
+def test_quality_filter_keeps_correct_confident_pixels_only():
+    logits = torch.tensor([[5.0, 0.0], [0.0, 5.0], [0.1, 0.0], [5.0, 0.0]]).T.reshape(1, 2, 1, 4)
+    labels = torch.tensor([[[0, 0, 0, IGNORE_INDEX]]])
+    keep = M.quality_filter(logits, labels, 0.95)
+    # correct+confident, wrong, correct but unsure (p=0.52), void
+    assert keep.reshape(-1).tolist() == [True, False, False, False]
+
+
+def test_ema_schedule_and_update():
+    assert cosine_tau(0, 100, 0.995, 1.0) == pytest.approx(0.995)
+    assert cosine_tau(50, 100, 0.995, 1.0) == pytest.approx(0.9975)
+    assert cosine_tau(100, 100, 0.995, 1.0) == pytest.approx(1.0)
+    student = torch.nn.BatchNorm1d(2)
+    teacher = make_teacher(student)
+    with torch.no_grad():
+        student.weight.fill_(3.0)
+        student.running_mean.fill_(1.0)
+    ema_update(teacher, student, 0.9)
+    assert teacher.weight.tolist() == pytest.approx([1.2, 1.2])           # 0.9 * 1 + 0.1 * 3
+    assert teacher.running_mean.tolist() == pytest.approx([0.1, 0.1])
+    assert not any(p.requires_grad for p in teacher.parameters())
+
+
+def test_classmix_labels_follow_pixel_provenance_and_half_the_classes():
+    torch.manual_seed(3)
+    y = torch.zeros(2, 4, 6, dtype=torch.long)
+    y[0, :, :2], y[0, :, 2:4], y[0, :, 4:] = 1, 2, 3          # image 0: classes 1, 2, 3
+    y[1, :2], y[1, 2:] = 4, 5                                   # image 1: classes 4, 5
+    y[1, 0, 0] = IGNORE_INDEX
+    x = torch.stack([torch.full((3, 4, 6), 0.25), torch.full((3, 4, 6), 0.75)])
+    conf = torch.stack([torch.full((4, 6), 0.1), torch.full((4, 6), 0.9)])
+    xm, ym, (cm,) = A.class_mix(x, y, (conf,), p=1.0, num_classes=6)
+    from_src = xm[:, 0] != x[:, 0]
+    assert torch.equal(ym[from_src], y.roll(-1, 0)[from_src])              # label = provenance
+    assert torch.equal(ym[~from_src], y[~from_src])
+    assert torch.equal(cm[from_src], conf.roll(-1, 0)[from_src])
+    # image 0 pasted ceil(2/2) = 1 whole class of image 1; image 1 got ceil(3/2) = 2 of image 0's
+    assert len(ym[0][from_src[0]].unique()) == 1
+    pasted = ym[1][from_src[1]].unique()
+    assert len(pasted) == 2 and all(int((ym[1] == c).sum()) == 8 for c in pasted)
+    assert (ym[1] == IGNORE_INDEX).sum() == 0                 # void is never pasted
+
+
+def test_pseudo_label_ce_weights_pixels_by_sharpened_confidence():
+    logits = torch.zeros(1, 2, 1, 3)                       # CE = log 2 everywhere
+    target = torch.tensor([[[0, 1, IGNORE_INDEX]]])
+    conf = torch.tensor([[[0.5, 1.0, 1.0]]])
+    w = conf ** 6
+    expected = math.log(2) * (0.5 ** 6 + 1.0) / 2               # mean over the 2 valid pixels
+    assert M.weighted_ce(logits, target, None, w).item() == pytest.approx(expected)
+    released = math.log(2) * (0.5 ** 6 + 1.0) / 3               # the release also counts the void one
+    assert M.weighted_ce(logits, target, None, w, over_all_pixels=True).item() == pytest.approx(released)
+
+
+def test_class_weights_are_sqrt_median_over_frequency():
+    counts = torch.tensor([100.0, 25.0, 0.0, 400.0], dtype=torch.float64)
+    w = M.class_weights(counts)
+    # f = [.2, .05, 0, .8]; median of seen = .2 -> sqrt(.2/f) = [1, 2, -, .5]; unseen gets the max
+    assert w.tolist() == pytest.approx([1.0, 2.0, 2.0, 0.5])
+    assert M.class_weights(torch.zeros(3, dtype=torch.float64)).tolist() == [1.0, 1.0, 1.0]
+
+
+def _state_and_batch(overrides=()):
+    cfg = load_config("contrastive_city", TINY + list(overrides))
+    from unisemi.data import load_domain
+    from unisemi.models import build_model
+    torch.manual_seed(0)
+    dd = load_domain(cfg.data, "city")
+    model = build_model(cfg.model, {"city": dd.num_classes})
+    state = M.build(cfg, model)
+    x, y = dd.fetch("train", dd.labelled[:2])
+    xu, _ = dd.fetch("train", dd.unlabelled[:2])
+    batch = {"labelled": {"city": (x.float() / 255, y.long())}, "unlabelled": {"city": xu.float() / 255}}
+    return cfg, model, state, batch
+
+
+def test_warmup_gates_pseudo_and_contrastive_terms_and_the_release_ramps_pseudo():
+    cfg, model, state, batch = _state_and_batch()
+    assert set(M.losses(model, state, batch, step=0)) == {"sup", "ent"}
+    assert set(M.losses(model, state, batch, step=2)) == {"sup", "ent", "pseudo", "contr"}
+    cfg, model, state, batch = _state_and_batch(["contrastive.released_sigmoid_ramp=true",
+                                                 "contrastive.warmup=4"])
+    terms = M.losses(model, state, batch, step=2)
+    assert "pseudo" in terms and "contr" not in terms
+
+
+def test_memory_holds_teacher_projections_of_labelled_pixels_only():
+    # the FQF is off so that an untrained teacher still yields candidates
+    cfg, model, state, batch = _state_and_batch(["contrastive.feature_filter=false"])
+    with torch.no_grad():                                   # make student and teacher heads differ
+        for p in state.heads.projection.parameters():
+            p.add_(1.0)
+    x, y = batch["labelled"]["city"]
+    from unisemi.data.transforms import normalize_float
+    M.update_memory(state, normalize_float(x), y)
+    n = int(state.fill.sum())
+    # per image and class at most max(1, psi / N_l) = 2 entries: 2 images
+    assert 0 < n and bool((state.fill <= 2 * state.per_image).all())
+    stored = state.memory[torch.arange(state.memory.shape[1])[None] < state.fill[:, None]]
+    with torch.no_grad():
+        feats = state.teacher.decode(state.teacher.encode(normalize_float(x)), "city")["features"]
+        teacher = state.teacher_heads.projection(M.pixels(feats))
+        student = state.heads.projection.eval()(M.pixels(feats))
+    assert bool((torch.cdist(stored, teacher).min(1).values < 1e-3).all())     # teacher vectors
+    assert bool((torch.cdist(stored, student).min(1).values > 1e-2).all())     # not the student's
+
+
+def test_teacher_gets_no_gradient_and_the_release_keeps_it_in_train_mode():
+    cfg, model, state, batch = _state_and_batch()
+    sum(M.losses(model, state, batch, step=2).values()).backward()
+    assert all(p.grad is None for p in state.teacher.parameters())
+    assert not state.teacher.training
+    assert any(p.grad is not None for p in state.heads.prediction.parameters())
+    cfg, model, state, batch = _state_and_batch(["contrastive.released_teacher_train_mode=true"])
+    M.losses(model, state, batch, step=2)
+    assert state.teacher.training
+
+
+def test_memory_side_attention_identity_switch():
+    cfg, model, state, batch = _state_and_batch(["contrastive.released_memory_attention_identity=true"])
+    sum(M.losses(model, state, batch, step=2).values()).backward()
+    # with identity weights the memory-side modules take no part in the loss
+    assert all(p.grad is None for p in state.heads.attention_mem.parameters())
+
+
+def test_contrastive_fit_is_deterministic_and_resumes_exactly(tmp_path):
+    cfg = load_config("contrastive_city", TINY)
+    a = fit(cfg)["final"]["domains"]["city"]["miou"]
+    b = fit(cfg)["final"]["domains"]["city"]["miou"]
+    assert a == b
+    fit(cfg, out_dir=tmp_path, stop_after=3)
+    resumed = fit(cfg, resume=tmp_path)["final"]["domains"]["city"]["miou"]
+    assert resumed == a

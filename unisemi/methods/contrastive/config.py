@@ -1,0 +1,40 @@
+"""The `contrastive:` config section (Alonso et al., ICCV 2021). Defaults are the paper's;
+each `released_*` switch reproduces one departure of the official code (see docs/contrastive.md)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ContrastiveConfig:
+    # Eq. 1 weights; lambda_pseudo and lambda_contr are 0 for the first `warmup` iterations.
+    lambda_sup: float = 1.0
+    lambda_pseudo: float = 1.0
+    lambda_ent: float = 0.01
+    lambda_contr: float = 0.1
+    warmup: int = 2000
+    # Mean teacher: tau rises from ema_start to ema_end over training (cosine, Eq. 2).
+    ema_start: float = 0.995
+    ema_end: float = 1.0
+    sharpen: float = 6.0               # pseudo-label pixel weight = teacher confidence ** s
+    views: int = 2                     # A strong augmentations per unlabelled image
+    class_balance: bool = True         # alpha_c = sqrt(f_median / f_c) over labels + pseudo-labels
+    augment: bool = True               # Table 1 weak/strong sets (off: flips only, for debugging)
+    # Contrastive module and memory bank.
+    memory_size: int = 256             # psi, entries per class
+    confidence: float = 0.95           # phi, the Feature Quality Filter threshold
+    proj_dim: int = 256                # projection/prediction head width
+    attention_hidden: int = 256        # hidden width of each class attention module
+    feature_filter: bool = True        # FQF on memory candidates (teacher correct and confident)
+    attention: bool = True             # class attention weights (Eq. 8) and top-k ranking
+    memory_from_teacher: bool = True   # memory entries from the teacher (else: detached student)
+    contrast_labelled: bool = True     # student features from labelled pixels
+    contrast_unlabelled: bool = True   # student features from pseudo-labelled pixels
+    # Departures of the official release, off by default.
+    released_memory_attention_identity: bool = False   # memory-side weights are all exactly 1
+    released_keep_lowest_ranked: bool = False          # ascending sort keeps the worst candidates
+    released_sigmoid_ramp: bool = False                # exp(-5(1-t/T)^2) ramp on L_pseudo instead of 0
+    released_pseudo_mean_all_pixels: bool = False      # L_pseudo averaged over ignored pixels too
+    released_no_unlabelled_filter: bool = False        # all pseudo-labelled pixels enter L_contr
+    released_divide_by_all_classes: bool = False       # sum of L_c divided by C, absent classes too
+    released_teacher_train_mode: bool = False          # teacher predicts with batch-statistics BN
