@@ -89,10 +89,23 @@ def test_selection_keeps_top_k_per_image_and_class_and_the_release_keeps_the_low
     image = torch.tensor([0, 0, 0, 0, 1, 1])
     keep = torch.tensor([True, True, True, True, True, False])
     score = torch.tensor([0.1, 0.9, 0.5, 0.3, 0.2, 0.99])
-    top = select(cls, image, keep, score, per_image=2, num_classes=2)
+    top, _ = select(cls, image, keep, score, per_image=2, num_classes=2)
     assert top.tolist() == [False, True, True, True, True, False]          # filtered rows never enter
-    low = select(cls, image, keep, score, per_image=1, num_classes=2, lowest=True)
+    low, _ = select(cls, image, keep, score, per_image=1, num_classes=2, lowest=True)
     assert low.tolist() == [True, False, False, True, True, False]
+
+
+def test_vectorised_memory_update_equals_the_loop():
+    from unisemi.methods.contrastive.reference import memory_update_loop
+    torch.manual_seed(1)
+    c, k, d, n = 4, 6, 3, 200
+    memory, fill = torch.randn(c, k, d), torch.tensor([6, 2, 0, 4])
+    v, cls = torch.randn(n, d), torch.randint(0, c, (n,))
+    image, keep, score = torch.arange(n) // 50, torch.rand(n) > 0.5, torch.rand(n)
+    chosen, order = select(cls, image, keep, score, 2, c)
+    fast = push(memory, fill, v, cls, chosen, order)
+    slow = memory_update_loop(memory, fill, v, cls, image, keep, score, 2)
+    assert torch.equal(fast[1], slow[1]) and torch.equal(fast[0], slow[0])
 
 
 def test_quality_filter_keeps_correct_confident_pixels_only():
@@ -228,3 +241,31 @@ def test_contrastive_fit_is_deterministic_and_resumes_exactly(tmp_path):
     fit(cfg, out_dir=tmp_path, stop_after=3)
     resumed = fit(cfg, resume=tmp_path)["final"]["domains"]["city"]["miou"]
     assert resumed == a
+
+
+def test_grouped_linear_applies_each_rows_class_weights():
+    from unisemi.methods.contrastive.attention import grouped_linear
+    torch.manual_seed(0)
+    x = torch.randn(100, 5, dtype=torch.float64)
+    w = torch.randn(4, 5, 3, dtype=torch.float64)
+    for cls in (torch.randint(0, 4, (100,)), torch.full((100,), 2)):      # mixed, and one class only
+        expected = torch.einsum("nd,ndh->nh", x, w[cls])
+        assert torch.allclose(grouped_linear(x, cls, w, 4, block=8), expected, atol=1e-12)
+
+
+def test_batched_class_attention_equals_one_mlp_per_class():
+    from unisemi.methods.contrastive.attention import ClassAttention
+    from unisemi.methods.contrastive.reference import attention_scores_loop
+    torch.manual_seed(0)
+    att = ClassAttention(3, 4, 5).double()
+    x = torch.randn(50, 4, dtype=torch.float64)
+    cls, valid = torch.randint(0, 3, (50,)), torch.rand(50) > 0.2
+    fast = att.score(x, cls, valid)
+    slow = attention_scores_loop(att, x, cls, valid)
+    assert torch.allclose(fast[valid], slow[valid], atol=1e-12)
+    # grouped memory scoring is the same modules on (C, K, D)
+    m = torch.randn(3, 6, 4, dtype=torch.float64)
+    in_mem = torch.arange(6)[None] < torch.tensor([[6], [2], [4]])
+    grouped = att.score_grouped(m, in_mem)
+    flat = attention_scores_loop(att, m.reshape(-1, 4), torch.arange(3).repeat_interleave(6), in_mem.reshape(-1))
+    assert torch.allclose(grouped[in_mem], flat.view(3, 6)[in_mem], atol=1e-12)

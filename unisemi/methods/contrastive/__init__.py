@@ -146,9 +146,9 @@ def update_memory(state, x_l_norm: torch.Tensor, y_l: torch.Tensor, student_feat
         score = state.teacher_heads.attention_pred.score(z, torch.where(keep, cls, 0), keep)
     else:
         score = torch.rand(z.shape[0]).to(z.device)         # the paper's "random subset" baseline
-    chosen = select(torch.where(keep, cls, 0), image, keep, score, state.per_image, state.num_classes,
-                    lowest=c.released_keep_lowest_ranked)
-    memory, fill = push(state.memory, state.fill, z, torch.where(keep, cls, 0), chosen)
+    chosen, order = select(torch.where(keep, cls, 0), image, keep, score, state.per_image,
+                           state.num_classes, lowest=c.released_keep_lowest_ranked)
+    memory, fill = push(state.memory, state.fill, z, torch.where(keep, cls, 0), chosen, order)
     state.memory.copy_(memory)
     state.fill.copy_(fill)
 

@@ -11,6 +11,57 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def block_size(n: int, num_classes: int) -> int:
+    """Rows per block: about N / 2C, so the batched matmul has few, large blocks while padding
+    (at most one partial block per class, plus unused blocks) stays below 1.5x the rows.
+    Measured on CPU (benchmarks/contrastive.py): N/C, N/2C and N/4C are within 15%."""
+    return max(8, -(-n // (2 * num_classes)))
+
+
+def block_layout(cls: torch.Tensor, num_classes: int, block: int | None = None):
+    """Sort rows by class into blocks of `block` rows that each hold one class (a class's last
+    block is padded). The block count is bounded by N / block + C, so shapes never depend on the
+    data (no host sync). Returns (order, blk, off, block_cls, n_blocks, block): sorted row
+    order[i] goes to block blk[i], slot off[i]; block b belongs to class block_cls[b]."""
+    n = cls.shape[0]
+    block = block or block_size(n, num_classes)
+    counts = torch.bincount(cls, minlength=num_classes)
+    blocks_per_class = (counts + block - 1) // block
+    block_end = torch.cumsum(blocks_per_class, 0)
+    block_start = block_end - blocks_per_class
+    class_start = torch.cumsum(counts, 0) - counts
+    order = torch.sort(cls, stable=True).indices
+    sorted_cls = cls[order]
+    pos = torch.arange(n, device=cls.device) - class_start[sorted_cls]
+    blk = block_start[sorted_cls] + pos // block
+    off = pos % block
+    n_blocks = n // block + num_classes
+    block_cls = torch.bucketize(torch.arange(n_blocks, device=cls.device), block_end, right=True)
+    return order, blk, off, block_cls.clamp_max(num_classes - 1), n_blocks, block
+
+
+def to_blocks(values: torch.Tensor, layout) -> torch.Tensor:
+    order, blk, off, _, n_blocks, block = layout
+    out = values.new_zeros((n_blocks, block) + tuple(values.shape[1:]))
+    out[blk, off] = values[order]
+    return out
+
+
+def from_blocks(blocks: torch.Tensor, layout) -> torch.Tensor:
+    order, blk, off = layout[:3]
+    out = blocks.new_empty((order.shape[0],) + tuple(blocks.shape[2:]))
+    out[order] = blocks[blk, off]
+    return out
+
+
+def grouped_linear(x: torch.Tensor, cls: torch.Tensor, weight: torch.Tensor, num_classes: int,
+                   block: int | None = None) -> torch.Tensor:
+    """x[n] @ weight[cls[n]] for every row with one batched matmul over class blocks: no loop
+    over classes, and not the C-fold cost of applying every class's weights to every row."""
+    layout = block_layout(cls, num_classes, block)
+    return from_blocks(torch.bmm(to_blocks(x, layout), weight[layout[3]]), layout)
+
+
 class ClassAttention(nn.Module):
     def __init__(self, num_classes: int, dim: int, hidden: int, momentum: float = 0.1, eps: float = 1e-5):
         super().__init__()
@@ -44,19 +95,24 @@ class ClassAttention(nn.Module):
         valid=False do not enter the statistics and get an arbitrary score."""
         c, d, hdim = self.w1.shape
         cls = torch.where(valid, cls, torch.zeros_like(cls))
-        # All classes' first layers in one matmul, then each row keeps its own class's slice.
-        h_all = (x @ self.w1.permute(1, 0, 2).reshape(d, c * hdim)).view(-1, c, hdim)
-        h = h_all.gather(1, cls.view(-1, 1, 1).expand(-1, 1, hdim)).squeeze(1) + self.b1[cls]
-        v = valid.to(h.dtype).unsqueeze(-1)
-        count = torch.zeros(c, dtype=h.dtype, device=h.device).index_add_(0, cls, v.squeeze(-1))
-        mean = torch.zeros(c, hdim, dtype=h.dtype, device=h.device).index_add_(0, cls, h * v)
-        mean = mean / count.clamp_min(1).unsqueeze(-1)
-        var = torch.zeros(c, hdim, dtype=h.dtype, device=h.device).index_add_(0, cls, (h - mean[cls]) ** 2 * v)
-        var = var / count.clamp_min(1).unsqueeze(-1)
+        # Work in the class-block layout: every per-class lookup is per block, not per row, and
+        # the per-class sums are batched matmuls with the validity column.
+        layout = block_layout(cls, c)
+        bc = layout[3]
+        vb = to_blocks(valid.to(x.dtype), layout).unsqueeze(-1)                  # (B, T, 1)
+        h = torch.baddbmm(self.b1[bc].unsqueeze(1), to_blocks(x, layout), self.w1[bc])
+        vt = vb.transpose(1, 2)
+        count = torch.zeros(c, dtype=h.dtype, device=h.device).index_add_(0, bc, vb.sum((1, 2)))
+        total = torch.zeros(c, hdim, dtype=h.dtype, device=h.device).index_add_(0, bc, torch.bmm(vt, h)[:, 0])
+        total_sq = torch.zeros(c, hdim, dtype=h.dtype, device=h.device).index_add_(0, bc, torch.bmm(vt, h * h)[:, 0])
+        mean = total / count.clamp_min(1).unsqueeze(-1)
+        var = (total_sq / count.clamp_min(1).unsqueeze(-1) - mean * mean).clamp_min(0)
         mean, var = self._norm(h, mean, var, count)
-        h = (h - mean[cls]) / torch.sqrt(var[cls] + self.eps) * self.bn_weight[cls] + self.bn_bias[cls]
-        h = F.leaky_relu(h, 0.2)
-        return torch.sigmoid((h * self.w2[cls]).sum(-1) + self.b2[cls])
+        scale = self.bn_weight / torch.sqrt(var + self.eps)                       # (C, H)
+        shift = self.bn_bias - mean * scale
+        h = F.leaky_relu(torch.addcmul(shift[bc].unsqueeze(1), h, scale[bc].unsqueeze(1)), 0.2)
+        s = torch.sigmoid(torch.baddbmm(self.b2[bc].view(-1, 1, 1), h, self.w2[bc].unsqueeze(-1)))[..., 0]
+        return from_blocks(s, layout)
 
     def score_grouped(self, m: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """Scores (C, K) of vectors already grouped by class, m (C, K, D), valid (C, K)."""

@@ -26,23 +26,26 @@ def rank_within_groups(group: torch.Tensor, score: torch.Tensor, descending: boo
 
 
 def select(cls: torch.Tensor, image: torch.Tensor, keep: torch.Tensor, score: torch.Tensor,
-           per_image: int, num_classes: int, lowest: bool = False) -> torch.Tensor:
-    """Mask of the candidates to push: the `per_image` best-scored kept ones per (image, class)."""
+           per_image: int, num_classes: int, lowest: bool = False):
+    """The candidates to push: the `per_image` best-scored kept ones per (image, class).
+    Returns (mask, order): `order` sorts the chosen ones by image, then by rank."""
     group = torch.where(keep, image * num_classes + cls, torch.full_like(cls, -1))
     rank = rank_within_groups(group, score, descending=not lowest)
-    return keep & (rank < per_image)
+    return keep & (rank < per_image), image * (per_image + 1) + rank
 
 
 def push(memory: torch.Tensor, fill: torch.Tensor, vectors: torch.Tensor, cls: torch.Tensor,
-         chosen: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """New (memory, fill) with the chosen vectors (in their given order) at the front of their
-    class's queue and older entries shifted back, truncated to psi."""
+         chosen: torch.Tensor, order: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """New (memory, fill) with the chosen vectors at the front of their class's queue (ascending
+    `order`, default: as given) and older entries shifted back, truncated to psi."""
     c, k, d = memory.shape
     cls = torch.where(chosen, cls, torch.zeros_like(cls))
     new_count = torch.zeros(c, dtype=torch.long, device=memory.device).index_add_(0, cls, chosen.long())
     # Slot of each chosen vector: its order among the chosen vectors of its class.
     group = torch.where(chosen, cls, torch.full_like(cls, c))
-    slot = rank_within_groups(group, -torch.arange(len(cls), device=cls.device, dtype=torch.float32))
+    if order is None:
+        order = torch.arange(len(cls), device=cls.device)
+    slot = rank_within_groups(group, -order.to(torch.float64))
     out = memory.new_zeros(c, k + 1, d)                                  # column k absorbs overflow
     j = torch.arange(k, device=memory.device).unsqueeze(0)
     old_dest = j + new_count.unsqueeze(1)
