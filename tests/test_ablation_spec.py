@@ -194,8 +194,13 @@ def test_paper_numbers_in_specs_match_the_reference_file():
                 assert s.paper_value({rows_axis: row}, s.domains[0]) == numbers, (path, row)
                 checked += 1
                 continue
-            groups = list(cols) if isinstance(cols, dict) else [None]
-            flat = [(g, d) for g in groups for d in (cols[g] if g else cols)]
+            col_axis = s.layout["columns"]
+            if isinstance(cols, dict):                                 # {N50: [cs, cvd], ...}
+                flat = [(g, d) for g in cols for d in cols[g]]
+            elif col_axis and all(str(c) in s.axes[col_axis] for c in cols):   # columns = levels
+                flat = [(c, s.domains[0]) for c in cols]
+            else:                                                      # columns = domains
+                flat = [(None, d) for d in cols]
             for (g, d), value in zip(flat, numbers):
                 cell = {s.layout["rows"]: row}
                 if g:

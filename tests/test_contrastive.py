@@ -269,3 +269,61 @@ def test_batched_class_attention_equals_one_mlp_per_class():
     grouped = att.score_grouped(m, in_mem)
     flat = attention_scores_loop(att, m.reshape(-1, 4), torch.arange(3).repeat_interleave(6), in_mem.reshape(-1))
     assert torch.allclose(grouped[in_mem], flat.view(3, 6)[in_mem], atol=1e-12)
+
+
+def test_domain_adaptation_samples_the_source_but_never_stores_it_in_the_bank():
+    cfg, model, state, batch = _state_and_batch(["contrastive.source_domain=game",
+                                                 "contrastive.feature_filter=false"])
+    from unisemi.data import load_domain
+    src = load_domain(M.extra_labelled(cfg)["game"], "game")
+    from unisemi.data.synthetic import get_domain
+    assert len(src.labelled) == get_domain("game").train_size and len(src.unlabelled) == 0
+    xs, ys = src.fetch("train", src.labelled[:2])
+    x, y = batch["labelled"]["city"]
+    batch["labelled"]["city"] = (x, torch.full_like(y, IGNORE_INDEX))   # target: nothing to store
+    batch["labelled"]["game"] = (xs.float() / 255, ys.long())
+    terms = M.losses(model, state, batch, step=2)
+    assert int(state.fill.sum()) == 0                                  # source pixels never enter
+    assert terms["sup"].item() > 0                                     # ...but the source trains
+    assert M.extra_labelled(load_config("contrastive_city", TINY + [
+        "contrastive.source_domain=game", "contrastive.released_source_never_sampled=true"])) == {}
+
+
+def test_source_domain_must_share_the_target_label_space():
+    from unisemi.config import ConfigError
+    with pytest.raises(ConfigError, match="contrastive.source_domain.*label space of 'city'"):
+        load_config("contrastive_city", TINY + ["contrastive.source_domain=town"])
+
+
+def test_domain_adaptation_fit_runs_and_resumes_exactly(tmp_path):
+    cfg = load_config("contrastive_city", TINY + ["contrastive.source_domain=game"])
+    a = fit(cfg)["final"]["domains"]
+    assert set(a) == {"city"}                                          # only the target is evaluated
+    fit(cfg, out_dir=tmp_path, stop_after=3)
+    assert fit(cfg, resume=tmp_path)["final"]["domains"]["city"]["miou"] == a["city"]["miou"]
+
+
+def test_released_sigmoid_ramp_scales_pseudo_by_exp_minus_5_one_minus_t_squared():
+    values = {}
+    for name, extra in (("ramp", ["contrastive.released_sigmoid_ramp=true", "contrastive.warmup=4"]),
+                        ("full", ["contrastive.warmup=2"])):
+        cfg, model, state, batch = _state_and_batch(extra)
+        torch.manual_seed(7)                                   # same augmentation draws
+        values[name] = M.losses(model, state, batch, step=2)["pseudo"].item()
+    assert values["ramp"] == pytest.approx(values["full"] * math.exp(-5 * (1 - 2 / 4) ** 2), rel=1e-5)
+
+
+def test_unlabelled_contrastive_pixels_are_confidence_filtered_unless_released(monkeypatch):
+    seen = {}
+    real = M.contrast
+
+    def spy(state, feats, labels, valid):
+        seen["unlabelled"] = int(valid[2:].sum())            # the first 2 maps are labelled
+        return real(state, feats, labels, valid)
+
+    monkeypatch.setattr(M, "contrast", spy)
+    for released, expect_any in ((False, False), (True, True)):
+        cfg, model, state, batch = _state_and_batch([
+            "contrastive.confidence=0.999", f"contrastive.released_no_unlabelled_filter={str(released).lower()}"])
+        M.losses(model, state, batch, step=2)
+        assert (seen["unlabelled"] > 0) == expect_any      # an untrained teacher is never 99.9% sure

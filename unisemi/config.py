@@ -265,6 +265,15 @@ def validate(cfg: Config, where: str = "") -> None:
         low = 0 if key == "warmup" else 1
         if getattr(c, key) < low:
             bad(f"contrastive.{key}", getattr(c, key), f"an integer >= {low}")
+    if c.source_domain:
+        if c.source_domain not in known:
+            bad("contrastive.source_domain", c.source_domain, f"one of {', '.join(known)}")
+        if c.source_domain in cfg.data.domains:
+            bad("contrastive.source_domain", c.source_domain, "a domain other than the target")
+        from unisemi.data import label_space
+        if label_space(cfg.data.source, c.source_domain) != label_space(cfg.data.source, cfg.data.domains[0]):
+            bad("contrastive.source_domain", c.source_domain,
+                f"a domain with the label space of '{cfg.data.domains[0]}'")
     if not 0.0 <= c.confidence < 1.0:
         bad("contrastive.confidence", c.confidence, "a threshold in [0, 1)")
     if not 0.0 <= c.ema_start <= c.ema_end <= 1.0:

@@ -61,14 +61,15 @@ class Batches:
     """Per-domain samplers of labelled (and, if the method wants them, unlabelled) batches."""
 
     def __init__(self, cfg: Config, domains: dict, needs_unlabelled: bool, device, rank: int,
-                 raw: bool = False):
+                 raw: bool = False, extra_labelled: dict | None = None):
         seed = cfg.train.seed * 1_000 + rank
-        self.domains, self.device, self.hflip, self.raw = domains, device, cfg.data.hflip, raw
+        self.domains = {**domains, **(extra_labelled or {})}
+        self.device, self.hflip, self.raw = device, cfg.data.hflip, raw
         self.aug = torch.Generator().manual_seed(seed + 17)
         self.labelled = {d: IndexSampler(dd.labelled, cfg.data.batch_size, seed + 31 * i)
-                         for i, (d, dd) in enumerate(domains.items())}
+                         for i, (d, dd) in enumerate(self.domains.items())}
         self.unlabelled = {}
-        if needs_unlabelled:
+        if needs_unlabelled:    # the evaluated domains only; an extra (source) domain is all labelled
             self.unlabelled = {d: IndexSampler(dd.unlabelled, cfg.data.unlabelled_batch_size,
                                                seed + 31 * i + 7) for i, (d, dd) in enumerate(domains.items())}
 
@@ -150,8 +151,9 @@ def fit(cfg: Config, report=None, resume: str | Path | None = None, out_dir: str
     optimizer = build_optimizer(cfg, model, state)
     params = [p for g in optimizer.param_groups for p in g["params"]]
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.train.amp == "fp16")
+    extra = {d: load_domain(dc, d) for d, dc in getattr(method, "extra_labelled", lambda c: {})(cfg).items()}
     batches = Batches(cfg, domains, method.NEEDS_UNLABELLED, device, rank,
-                      raw=getattr(method, "RAW_IMAGES", False))
+                      raw=getattr(method, "RAW_IMAGES", False), extra_labelled=extra)
     splits = {d: {"split_id": dd.split_id, "split_hash": dd.split_hash, "n_labelled": len(dd.labelled)}
               for d, dd in domains.items()}
     timing = {"setup": time.perf_counter() - t0, "data": 0.0, "train": 0.0, "eval": 0.0}

@@ -19,4 +19,12 @@ def known_domains(source: str) -> list[str]:
     raise ValueError(f"unknown data source '{source}' (known: {', '.join(SOURCES)})")
 
 
-__all__ = ["DomainData", "load_domain", "known_domains", "SOURCES"]
+def label_space(source: str, domain: str) -> tuple:
+    """The class names of a domain, without generating any data."""
+    if source == "synthetic":
+        from unisemi.data.synthetic import get_domain
+        return tuple(get_domain(domain).classes)
+    raise ValueError(f"unknown data source '{source}' (known: {', '.join(SOURCES)})")
+
+
+__all__ = ["DomainData", "load_domain", "known_domains", "label_space", "SOURCES"]

@@ -2,6 +2,7 @@
 
     NEEDS_UNLABELLED: bool
     RAW_IMAGES: bool (optional)   # batches hold float [0, 1] images that the method augments
+    extra_labelled(config) -> {domain: DataConfig} (optional)   # extra labelled-only domains
     build(config, model) -> nn.Module                 # method state: extra modules and buffers
     losses(model, state, batch, step) -> dict[str, Tensor]   # weighted terms; their sum is the loss
     after_step(model, state, step) -> None            # EMA teacher, memory bank, centroids

@@ -11,6 +11,7 @@ Interpretation choices where the paper is silent are listed in docs/contrastive.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -58,6 +59,14 @@ class State(nn.Module):
         self.register_buffer("memory", torch.zeros(num_classes, c.memory_size, c.proj_dim))
         self.register_buffer("fill", torch.zeros(num_classes, dtype=torch.long))
         self.register_buffer("class_counts", torch.zeros(num_classes, dtype=torch.float64))
+
+
+def extra_labelled(cfg) -> dict:
+    """The DA source domain, every train image labelled (sampled with the target's labelled set)."""
+    c = cfg.contrastive
+    if not c.source_domain or c.released_source_never_sampled:
+        return {}
+    return {c.source_domain: dataclasses.replace(cfg.data, labelled_fraction=1.0)}
 
 
 def build(cfg, model) -> nn.Module:
@@ -185,6 +194,8 @@ def losses(model, state, batch: dict, step: int) -> dict[str, torch.Tensor]:
     x_l, y_l = batch["labelled"][d]
     x_u = batch["unlabelled"][d]
     after_warmup = step >= c.warmup
+    x_target, y_target = x_l, y_l                 # the memory bank holds target features only
+    source = batch["labelled"].get(c.source_domain) if c.source_domain else None
 
     # Teacher pseudo-labels on the un-augmented unlabelled images (Eq. 5).
     with torch.no_grad():
@@ -197,6 +208,12 @@ def losses(model, state, batch: dict, step: int) -> dict[str, torch.Tensor]:
         views = [aug.augment(x_u, pl_u, (conf_u,), aug.STRONG, n) for _ in range(c.views)]
     else:
         views = [aug.flip(x_u, pl_u, (conf_u,)) for _ in range(c.views)]
+    x_target, y_target = x_l, y_l
+    if source is not None:           # DA: the source joins the labelled batch (own ClassMix pairs)
+        xs_src, ys_src = source
+        if c.augment:
+            xs_src, ys_src, _ = aug.augment(xs_src, ys_src, (), aug.WEAK, n)
+        x_l, y_l = torch.cat([x_l, xs_src]), torch.cat([y_l, ys_src])
     x_s = torch.cat([v[0] for v in views])
     pl_s = torch.cat([v[1] for v in views])
     conf_s = torch.cat([v[2][0] for v in views])
@@ -228,7 +245,7 @@ def losses(model, state, batch: dict, step: int) -> dict[str, torch.Tensor]:
         terms["ent"] = c.lambda_ent * mean_entropy(logits[b_l:], pl_s)
 
     if c.lambda_contr > 0:
-        update_memory(state, normalize_float(x_l), y_l, out["features"][:b_l])
+        update_memory(state, normalize_float(x_target), y_target, out["features"][:len(x_target)])
         if after_warmup:
             feats = out["features"]
             size = feats.shape[-2:]

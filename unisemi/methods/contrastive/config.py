@@ -30,6 +30,10 @@ class ContrastiveConfig:
     memory_from_teacher: bool = True   # memory entries from the teacher (else: detached student)
     contrast_labelled: bool = True     # student features from labelled pixels
     contrast_unlabelled: bool = True   # student features from pseudo-labelled pixels
+    # Semi-supervised domain adaptation (paper 4.3.2): a fully labelled source domain with the
+    # target's label space, sampled evenly with the target's labelled images for L_sup and L_contr;
+    # the memory bank keeps target features only. Empty = no source.
+    source_domain: str = ""
     # Departures of the official release, off by default.
     released_memory_attention_identity: bool = False   # memory-side weights are all exactly 1
     released_keep_lowest_ranked: bool = False          # ascending sort keeps the worst candidates
@@ -38,3 +42,4 @@ class ContrastiveConfig:
     released_no_unlabelled_filter: bool = False        # all pseudo-labelled pixels enter L_contr
     released_divide_by_all_classes: bool = False       # sum of L_c divided by C, absent classes too
     released_teacher_train_mode: bool = False          # teacher predicts with batch-statistics BN
+    released_source_never_sampled: bool = False        # DA script: source batches are never used
