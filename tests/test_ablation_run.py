@@ -8,7 +8,6 @@ from unisemi.ablation import cli
 from unisemi.ablation.report import write_outputs
 from unisemi.ablation.runner import RunnerError, run_table
 from unisemi.ablation.spec import load_spec
-from unisemi.config import load_config
 from unisemi.train import fit
 
 pytestmark = pytest.mark.usefixtures("ray_local")

@@ -60,6 +60,11 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_tune(args) -> int:
+    from unisemi.ablation.search import main as tune_main
+    return tune_main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m unisemi", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -74,6 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--config", default=None, help="optional YAML whose values override the stored config")
     ev.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ev.set_defaults(func=cmd_eval)
+    tune = sub.add_parser("tune", help="search a method's hyperparameters (Ray Tune + Optuna TPE + ASHA)")
+    tune.add_argument("space", help="search space YAML (search_spaces/<name>.yaml) or its name")
+    tune.add_argument("--samples", type=int, default=None, help="trials (default: the file's samples)")
+    tune.add_argument("--results", default="results", help="results directory (default: ./results)")
+    tune.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a config key in every trial, e.g. train.iterations=300")
+    tune.add_argument("--max-concurrent", type=int, default=None, help="trials at once (default: as fit)")
+    tune.add_argument("--address", default=None, help="join a running Ray cluster ('auto')")
+    tune.add_argument("--dry-run", action="store_true", help="print the first sampled configurations and exit")
+    tune.set_defaults(func=cmd_tune)
     return parser
 
 

@@ -20,6 +20,8 @@ from pathlib import Path
 import yaml
 
 from unisemi.methods.contrastive.config import ContrastiveConfig
+from unisemi.methods.finetune import FinetuneConfig
+from unisemi.methods.universal.config import UniversalConfig
 
 PRESET_DIR = Path(__file__).parent / "presets"
 
@@ -94,6 +96,8 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     contrastive: ContrastiveConfig = field(default_factory=ContrastiveConfig)
+    universal: UniversalConfig = field(default_factory=UniversalConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -265,6 +269,28 @@ def validate(cfg: Config, where: str = "") -> None:
         low = 0 if key == "warmup" else 1
         if getattr(c, key) < low:
             bad(f"contrastive.{key}", getattr(c, key), f"an integer >= {low}")
+    if cfg.method == "finetune":
+        f = cfg.finetune
+        if len(cfg.data.domains) != 1:
+            bad("data.domains", cfg.data.domains, "exactly one (target) domain for method finetune")
+        if f.source_domain not in known or f.source_domain in cfg.data.domains:
+            bad("finetune.source_domain", f.source_domain, f"a domain other than the target, one of {', '.join(known)}")
+        if not 0.0 <= f.source_fraction < 1.0:
+            bad("finetune.source_fraction", f.source_fraction, "a fraction in [0, 1)")
+    u = cfg.universal
+    if cfg.method == "universal" and len(cfg.data.domains) < 2:
+        bad("data.domains", cfg.data.domains, "at least two domains for method universal")
+    if u.k_pooling not in ("logsumexp", "max"):
+        bad("universal.k_pooling", u.k_pooling, "logsumexp or max")
+    if u.similarity not in ("dot", "cosine"):
+        bad("universal.similarity", u.similarity, "dot or cosine")
+    for key in ("embed_dim", "centroids"):
+        if getattr(u, key) < 1:
+            bad(f"universal.{key}", getattr(u, key), "an integer >= 1")
+    if not 0.0 <= u.gamma <= 1.0:
+        bad("universal.gamma", u.gamma, "a rate in [0, 1]")
+    if u.temperature <= 0:
+        bad("universal.temperature", u.temperature, "a temperature > 0")
     if c.source_domain:
         if c.source_domain not in known:
             bad("contrastive.source_domain", c.source_domain, f"one of {', '.join(known)}")

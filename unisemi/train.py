@@ -8,7 +8,6 @@ calls this same function inside each worker, with a `report` callback; nothing h
 from __future__ import annotations
 
 import contextlib
-import math
 import random
 import time
 from pathlib import Path

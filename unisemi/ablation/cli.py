@@ -35,7 +35,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def list_tables(out=print) -> None:
-    from unisemi.methods import METHODS  # noqa: F401
     for suite, table, path in all_specs():
         try:
             spec = load_spec(str(path))

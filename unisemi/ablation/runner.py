@@ -12,7 +12,6 @@ interrupted trial are rewritten under the same keys when it reruns.
 from __future__ import annotations
 
 import datetime
-import json
 import math
 import os
 import uuid
@@ -25,59 +24,66 @@ from unisemi.ablation.trial import failure_row, git_revision, rows_for, run_tria
 
 
 # Our own progress lines replace Tune's console tables; the store is the record of every result.
+# Of Tune's default loggers only result.json is kept (added explicitly): the TensorBoard one warns
+# about every class name with a space, and the CSV one duplicates the store.
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 
 
 class RunnerError(RuntimeError):
     """A problem with a run request; the message says what and how to fix it."""
 
 
-def _store_callback(store: TableStore, payload: dict, meta: dict, log):
+def store_callback(store: TableStore, meta: dict, payload_of, total: int, log):
+    """Driver side: every reported evaluation becomes store rows as it arrives; a finished trial's
+    last evaluation is marked final. `payload_of(trial)` gives the trial's payload (a table looks
+    it up by key; a search builds it from the sampled values)."""
     import time
 
     from ray import tune
 
-    total, t0 = len(payload), time.perf_counter()
+    t0 = time.perf_counter()
 
     class StoreCallback(tune.Callback):
-        """Driver-side: every reported evaluation becomes rows in the store, as it arrives."""
-
         def __init__(self):
             self.devices, self.finished = {}, 0
 
-        def _progress(self, key, what):
+        def _progress(self, t, what):
             self.finished += 1
-            t = payload[key]
             elapsed = time.perf_counter() - t0
-            eta = elapsed / self.finished * (total - self.finished)
+            eta = elapsed / self.finished * max(total - self.finished, 0)
             log(f"[{self.finished}/{total}] {t['cell_id']} seed {t['seed']}: {what}"
                 f"  elapsed {elapsed:.0f} s, ETA {eta:.0f} s")
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            key = trial.config["trial"]
-            t = payload[key]
+            t = payload_of(trial)
             device, node = result.get("device"), result.get("node")
-            self.devices[key] = device
+            self.devices[t["key"]] = device
             if result.get("failed"):
-                store.merge(key, [failure_row(t, meta, result["failed"], result.get("error", ""), device, node)])
+                store.merge(t["key"], [failure_row(t, meta, result["failed"], result.get("error", ""), device, node)])
             elif "record" in result:
-                store.merge(key, rows_for(result["record"], t, meta, device, node))
+                store.merge(t["key"], rows_for(result["record"], t, meta, device, node))
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            key = trial.config["trial"]
-            store.finalize(key)
-            fin = store.read_trial(key)
+            t = payload_of(trial)
+            store.finalize(t["key"])
+            fin = store.read_trial(t["key"])
             fin = fin[fin["is_final"]]
-            what = ("failed: " + str(fin["status"].iloc[0])) if (fin["status"] != "ok").any() else \
-                ", ".join(f"{r.domain_key} mIoU {r.miou:.1f}" for r in fin.itertuples())
-            self._progress(key, what)
+            if not len(fin):
+                what = "no evaluation reported"
+            elif (fin["status"] != "ok").any():
+                what = "failed: " + str(fin["status"].iloc[0])
+            else:
+                what = ", ".join(f"{r.domain_key} mIoU {r.miou:.1f}" for r in fin.itertuples()) + \
+                    f" at iteration {int(fin['iteration'].iloc[0])}"
+            self._progress(t, what)
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            key = trial.config["trial"]
+            t = payload_of(trial)
             error = _error_text(trial)
-            store.merge(key, [failure_row(payload[key], meta, "error", error, self.devices.get(key))])
-            self._progress(key, f"error: {error}")
+            store.merge(t["key"], [failure_row(t, meta, "error", error, self.devices.get(t["key"]))])
+            self._progress(t, f"error: {error}")
 
     return StoreCallback()
 
@@ -132,6 +138,7 @@ def run_table(spec: Spec, *, profile: str = "laptop", seeds: int | None = None,
 
 def _launch(spec, todo, store, profile, results_dir, address, workers_per_trial, cpus_per_trial,
             gpus_per_trial, max_concurrent, max_failures, num_cpus, inject_fault, log, ray, tune):
+    from ray.tune.logger import JsonLoggerCallback
     results_dir = Path(results_dir).resolve()
     storage = results_dir / "_ray"
     meta = {"run_id": datetime.datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6],
@@ -141,10 +148,13 @@ def _launch(spec, todo, store, profile, results_dir, address, workers_per_trial,
             "inject_fault": inject_fault}
     started_here = False
     if not ray.is_initialized():
+        # Workers import torch and the training code once, when they start, not in every trial.
+        env = {"worker_process_setup_hook": "unisemi.ablation.trial.warm_imports"}
         if address:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, runtime_env=env)
         else:
-            ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False)
+            ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False,
+                     runtime_env=env)
         started_here = True
     try:
         if workers_per_trial >= 1:
@@ -161,12 +171,16 @@ def _launch(spec, todo, store, profile, results_dir, address, workers_per_trial,
         tuner = tune.Tuner(
             trainable,
             param_space={"trial": tune.grid_search([t.key for t in todo])},
-            tune_config=tune.TuneConfig(max_concurrent_trials=concurrency),
+            # In-process trials reuse their worker process: a fresh one per trial cost ~12 s of
+            # process start and imports (benchmarks/orchestration.py: makespan/ideal 1.58 -> 1.04).
+            tune_config=tune.TuneConfig(max_concurrent_trials=concurrency,
+                                        reuse_actors=workers_per_trial == 0),
             run_config=tune.RunConfig(
                 name=f"{spec.suite}-{spec.name}-{meta['run_id']}", storage_path=str(storage),
                 failure_config=tune.FailureConfig(max_failures=max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                callbacks=[_store_callback(store, payload, meta, log)], verbose=0))
+                callbacks=[store_callback(store, meta, lambda trial: payload[trial.config["trial"]],
+                                          len(payload), log), JsonLoggerCallback()], verbose=0))
         log(f"running {len(todo)} trials, {concurrency} at a time "
             f"({'in-process fit' if workers_per_trial == 0 else f'TorchTrainer x{workers_per_trial}'})")
         tuner.fit()
@@ -198,7 +212,7 @@ def describe(trials, pending: dict, spec: Spec, workers: int, cpus: float, gpus:
     seeds = sorted({t.seed for t in trials})
     n = len(trials)
     lines = [f"{len(cells)} cells x {len(seeds)} seeds" +
-             (f" (per-domain trials for some cells)" if n != len(cells) * len(seeds) else "") +
+             (" (per-domain trials for some cells)" if n != len(cells) * len(seeds) else "") +
              f" = {n} trials"]
     if workers >= 1:
         lines.append(f"resources per trial: TorchTrainer with {workers} workers x "
@@ -207,8 +221,11 @@ def describe(trials, pending: dict, spec: Spec, workers: int, cpus: float, gpus:
         lines.append(f"resources per trial: {cpus:g} CPU{f', {gpus:g} GPU' if gpus else ''} (in-process fit)")
     if est_trial_s is not None:
         devices = max(1, workers)
+        slots = max(1, int((os.cpu_count() or 1) // (cpus * devices)))
+        waves = -(-n // slots)
         lines.append(f"estimated cost: {n} x {est_trial_s:.0f} s = {n * est_trial_s * devices / 3600:.3f} "
-                     f"device-hours (from a measured probe of the first trial)")
+                     f"device-hours; about {waves * est_trial_s / 60:.1f} min on this machine's "
+                     f"{slots} slot(s) (from a measured 20-iteration probe of the first trial)")
     for cid, reason in pending.items():
         lines.append(f"pending cell {cid}: {reason}")
     return "\n".join(lines)

@@ -121,6 +121,22 @@ class Spec:
         return node if isinstance(node, (int, float)) else None
 
 
+def _substitute_other(values, keys, domains, dmap: dict, path, cid):
+    """In a per-domain trial, the string "{other}" stands for the dataset of the table's other
+    domain (e.g. finetune's source); it needs exactly two table domains."""
+    def walk(v):
+        if isinstance(v, dict):
+            return {k: walk(x) for k, x in v.items()}
+        if v == "{other}":
+            others = [d for d in domains if d not in keys]
+            if len(keys) != 1 or len(others) != 1:
+                raise SpecError(f"{path}: cell {cid}: '{{other}}' needs a per-domain cell of a "
+                                f"two-domain table (domains: {domains})")
+            return dmap[others[0]]
+        return v
+    return walk(values)
+
+
 def cell_id(cell: dict) -> str:
     return ",".join(f"{k}={v}" for k, v in cell.items())
 
@@ -273,7 +289,8 @@ def expand(spec: Spec, profile: str = "laptop", seeds: int | None = None,
         for seed in seed_list(spec, seeds):
             for split_seed in ([seed] if splits == "same" else splits):
                 for keys in groups:
-                    values = _merge(base, spec.cell_values(cell))
+                    values = _merge(base, _substitute_other(spec.cell_values(cell), keys, spec.domains,
+                                                            dmap_table, spec.path, cid))
                     values = _merge(values, {
                         "data": {"domains": [dmap_table[k] for k in keys], "split_seed": split_seed},
                         "train": {"seed": seed, "progress": False}})

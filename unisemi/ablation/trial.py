@@ -37,6 +37,12 @@ def device_name(config: dict, workers: int) -> str:
     return f"{max(workers, 1)}x cpu ({threads} thread{'s' if threads != 1 else ''}, {platform.machine()})"
 
 
+def warm_imports() -> None:
+    """Ray worker setup hook: import torch and the training code before the first trial needs them."""
+    import unisemi.methods  # noqa: F401
+    import unisemi.train  # noqa: F401
+
+
 def node_id() -> str | None:
     import ray
     return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
@@ -116,7 +122,7 @@ def run_trial(params: dict, trials: dict, meta: dict) -> None:
         fit(cfg, report=report, resume=previous.to_directory() if previous is not None else None)
     except NonFiniteLoss as exc:
         # Deterministic: a retry would fail the same way, so report it instead of raising.
-        tune.report({"iteration": -1, "failed": "nan", "error": str(exc), "device": device,
+        tune.report({"iteration": -1, "miou_mean": float("nan"), "failed": "nan", "error": str(exc), "device": device,
                      "node": node})
 
 

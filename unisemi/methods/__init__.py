@@ -9,11 +9,13 @@
 
 A new method is one file plus one line here.
 """
-from unisemi.methods import contrastive, supervised
+from unisemi.methods import contrastive, finetune, supervised, universal
 
 METHODS = {
     "supervised": supervised,
     "contrastive": contrastive,
+    "universal": universal,
+    "finetune": finetune,
 }
 
 

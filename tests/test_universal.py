@@ -1,0 +1,215 @@
+"""The universal method (Kalluri et al. 2019): entropy terms, K centroids, label embeddings,
+the centroid EMA and the per-domain heads, each on a case checked by hand."""
+import math
+
+import pytest
+import torch
+
+from unisemi.config import load_config
+from unisemi.methods import universal as U
+from unisemi.methods.universal.embeddings import class_centroids, kmeans, pca, pixel_embeddings
+from unisemi.train import fit
+
+TINY = ["data.size=[32, 64]", "data.n_labelled=8", "data.batch_size=2", "data.unlabelled_batch_size=2",
+        "data.val_images=4", "model.width=8", "train.iterations=6", "train.eval_every=3",
+        "train.threads=1", "train.progress=false", "universal.init=random", "universal.embed_dim=4"]
+
+
+def _entropy(p):
+    return -sum(x * math.log(x) for x in p)
+
+
+def _cfg(*extra):
+    return load_config("universal_city_town", TINY + list(extra))
+
+
+def test_within_and_cross_entropy_by_hand():
+    cfg = _cfg()
+    state = type("S", (), {})()
+    state.domains = ["a", "b"]
+    cents = {"a": torch.tensor([[[1.0, 0.0]], [[0.0, 1.0]]]),                  # 2 classes
+             "b": torch.tensor([[[2.0, 0.0]], [[0.0, 0.0]], [[0.0, 1.0]]])}    # 3 classes
+    state.centroids = lambda d: cents[d]
+    emb = {"a": torch.tensor([1.0, 0.0]).view(1, 2, 1, 1)}
+    out = U.entropy_terms(emb, state, cfg)
+    e = math.e
+    # within a: scores [1, 0]; cross a->b: scores [2, 0, 0]
+    assert out["within/a"].item() == pytest.approx(_entropy([e / (e + 1), 1 / (e + 1)]))
+    z = e ** 2 + 2
+    assert out["cross/a->b"].item() == pytest.approx(_entropy([e ** 2 / z, 1 / z, 1 / z]))
+
+
+def test_k_centroids_pool_with_logsumexp_or_max():
+    c = torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[-1.0, 0.0], [0.0, -1.0]]])      # 2 classes, K = 2
+    emb = torch.tensor([1.0, 0.0]).view(1, 2, 1, 1)
+    s = U.scores(emb, c, _cfg("universal.centroids=2")).flatten()
+    assert s.tolist() == pytest.approx([math.log(math.e + 1), math.log(math.exp(-1) + 1)])
+    s = U.scores(emb, c, _cfg("universal.centroids=2", "universal.k_pooling=max")).flatten()
+    assert s.tolist() == pytest.approx([1.0, 0.0])
+
+
+def test_cosine_variant_and_released_normalised_embeddings():
+    c = torch.tensor([[[3.0, 0.0]], [[0.0, 0.5]]])
+    emb = torch.tensor([10.0, 0.0]).view(1, 2, 1, 1)
+    cos = U.scores(emb, c, _cfg("universal.similarity=cosine", "universal.temperature=0.5")).flatten()
+    assert cos.tolist() == pytest.approx([2.0, 0.0])                # (1, 0) / 0.5
+    rel = U.scores(emb, c, _cfg("universal.released_normalised_label_embeddings=true")).flatten()
+    assert rel.tolist() == pytest.approx([10.0, 0.0])               # unit embeddings, raw pixels
+    assert U.scores(emb, c, _cfg()).flatten().tolist() == pytest.approx([30.0, 0.0])
+
+
+def test_pca_and_class_means_recover_planted_centres():
+    torch.manual_seed(0)
+    centres = torch.tensor([[4.0, 0.0], [0.0, 4.0], [-4.0, -4.0]])
+    basis = torch.linalg.qr(torch.randn(16, 2)).Q.T                # a 2-D subspace of R^16
+    labels = torch.arange(3).repeat_interleave(200)
+    x = (centres[labels] + 0.05 * torch.randn(600, 2)) @ basis
+    mean, comps = pca(x, 2)
+    means = class_centroids((x - mean) @ comps.T, labels, 3).squeeze(1)
+    # PCA is a rotation/reflection of the centred plane: pairwise distances survive
+    assert torch.allclose(torch.cdist(means, means), torch.cdist(centres, centres), atol=0.05)
+
+
+def test_kmeans_with_k2_recovers_two_planted_clusters():
+    torch.manual_seed(0)
+    planted = torch.tensor([[5.0, 5.0], [-5.0, 1.0]])
+    x = torch.cat([planted[0] + 0.1 * torch.randn(100, 2), planted[1] + 0.1 * torch.randn(100, 2)])
+    found = kmeans(x, 2, seed=3)
+    order = torch.cdist(planted, found).argmin(1)
+    assert sorted(order.tolist()) == [0, 1]
+    assert torch.allclose(found[order], planted, atol=0.05)
+
+
+def test_pixel_embeddings_upsample_to_label_resolution_and_drop_void():
+    feats = torch.arange(4.0).view(1, 1, 2, 2)
+    labels = torch.zeros(1, 4, 4, dtype=torch.long)
+    labels[0, 0, 0] = 255
+    rows, lab = pixel_embeddings(feats, labels)
+    assert rows.shape == (15, 1) and lab.shape == (15,)
+
+
+def test_gamma_fixes_replaces_or_interpolates_centroids():
+    old, new = torch.zeros(2, 1, 3), torch.ones(2, 1, 3)
+    assert torch.equal(U.ema_centroids(old, new, 1.0), old)
+    assert torch.equal(U.ema_centroids(old, new, 0.0), new)
+    assert torch.allclose(U.ema_centroids(old, new, 0.25), torch.full((2, 1, 3), 0.75))
+
+
+def _setup(*extra):
+    cfg = _cfg(*extra)
+    from unisemi.data import load_domain
+    from unisemi.models import build_model
+    torch.manual_seed(0)
+    dds = {d: load_domain(cfg.data, d) for d in cfg.data.domains}
+    model = build_model(cfg.model, {d: dd.num_classes for d, dd in dds.items()})
+    state = U.build(cfg, model)
+    return cfg, model, state, dds
+
+
+def test_centroid_update_in_after_step_follows_gamma():
+    for gamma in (1.0, 0.0):
+        cfg, model, state, dds = _setup(f"universal.gamma={gamma}", "universal.update_every=1")
+        before = state.centroids("town").clone()
+        U.after_step(model, state, 0)
+        after = state.centroids("town")
+        if gamma == 1.0:
+            assert torch.equal(after, before)
+        else:
+            expected = U.current_centroids(model, state, "town")
+            assert torch.allclose(after, expected) and not torch.allclose(after, before)
+
+
+def test_an_image_of_one_domain_never_trains_the_other_domains_head():
+    cfg, model, state, dds = _setup()
+    from unisemi.data.transforms import normalize
+    x, y = dds["city"].fetch("train", dds["city"].labelled[:2])
+    xu, _ = dds["city"].fetch("train", dds["city"].unlabelled[:2])
+    batch = {"labelled": {"city": (normalize(x), y.long())}, "unlabelled": {"city": normalize(xu)}}
+    terms = U.losses(model, state, batch, 0)
+    assert {"sup/city", "within/city", "cross/city->town"} <= set(terms)
+    sum(terms.values()).backward()
+    assert all(p.grad is None or not p.grad.any() for p in model.heads["town"].parameters())
+    assert any(p.grad is not None and p.grad.any() for p in model.heads["city"].parameters())
+    assert state.projection.weight.grad is not None
+
+
+def test_univ_basic_skips_the_entropy_module():
+    cfg, model, state, dds = _setup("universal.alpha=0", "universal.beta=0")
+    from unisemi.data.transforms import normalize
+    batch = {"labelled": {d: (normalize(dd.fetch("train", dd.labelled[:2])[0]),
+                              dd.fetch("train", dd.labelled[:2])[1].long()) for d, dd in dds.items()},
+             "unlabelled": {d: normalize(dd.fetch("train", dd.unlabelled[:2])[0]) for d, dd in dds.items()}}
+    assert set(U.losses(model, state, batch, 0)) == {"sup/city", "sup/town"}
+
+
+def test_short_univ_full_run_learns_and_scores_each_domain_in_its_own_label_space():
+    cfg = _cfg("train.iterations=30", "train.eval_every=15", "optim.lr=0.05")
+    res = fit(cfg)
+    first, last = res["history"][0], res["history"][-1]
+    assert set(last["domains"]) == {"city", "town"}
+    assert len(last["domains"]["city"]["iou"]) == 19 and len(last["domains"]["town"]["iou"]) == 11
+    assert sum(last["loss"].values()) < sum(first["loss"].values())
+
+
+def test_pretrained_label_embeddings_are_built_once_and_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("UNISEMI_CACHE", str(tmp_path))
+    cfg = _cfg("universal.init=pretrain", "universal.init_iterations=4")
+    from unisemi.methods.universal.embeddings import pretrained_centroids
+    a = pretrained_centroids(cfg, "town")
+    files = list((tmp_path / "label_embeddings").glob("town-*.pt"))
+    assert len(files) == 1 and a.shape == (11, 1, 4)
+    assert torch.equal(pretrained_centroids(cfg, "town"), a)             # loaded, not retrained
+    files[0].write_bytes(b"not a tensor")
+    with pytest.raises(RuntimeError, match="unreadable label-embedding cache.*delete it"):
+        pretrained_centroids(cfg, "town")
+
+
+def test_label_embedding_file_errors_name_the_problem(tmp_path):
+    path = tmp_path / "emb.pt"
+    torch.save({"city": torch.zeros(19, 4)}, path)
+    with pytest.raises(ValueError, match="no embeddings for domain 'town'"):
+        _setup(f"universal.init={path}")
+    torch.save({"city": torch.zeros(19, 4), "town": torch.zeros(5, 4)}, path)
+    with pytest.raises(ValueError, match=r"domain 'town' has shape \(5, 1, 4\), expected"):
+        _setup(f"universal.init={path}")
+
+
+def test_universal_fit_resumes_exactly(tmp_path):
+    cfg = _cfg("universal.gamma=0.5", "universal.update_every=2")
+    a = fit(cfg)["final"]["miou_sum"]
+    fit(cfg, out_dir=tmp_path, stop_after=3)
+    assert fit(cfg, resume=tmp_path)["final"]["miou_sum"] == a
+
+
+def test_finetune_trains_a_source_classifier_then_the_targets_own_head():
+    from unisemi.methods import finetune as FT
+    from unisemi.data import load_domain
+    from unisemi.data.transforms import normalize
+    from unisemi.models import build_model
+    cfg = load_config("supervised_city", TINY + ["method=finetune", "finetune.source_domain=town",
+                                                 "train.iterations=10"])
+    torch.manual_seed(0)
+    model = build_model(cfg.model, {"city": 19})
+    state = FT.build(cfg, model)
+    assert state.switch == 5
+    src, tgt = load_domain(cfg.data, "town"), load_domain(cfg.data, "city")
+    xs, ys = src.fetch("train", src.labelled[:2])
+    xt, yt = tgt.fetch("train", tgt.labelled[:2])
+    batch = {"labelled": {"town": (normalize(xs), ys.long()), "city": (normalize(xt), yt.long())}}
+    terms = FT.losses(model, state, batch, step=4)
+    assert set(terms) == {"source/town"}
+    sum(terms.values()).backward()
+    assert all(p.grad is None for p in model.heads["city"].parameters())   # target head untouched
+    assert state.source_head.classifier.weight.grad is not None
+    assert set(FT.losses(model, state, batch, step=5)) == {"sup/city"}
+
+
+def test_spec_other_stands_for_the_other_tables_dataset(tmp_path):
+    from conftest import tiny_spec
+    from unisemi.ablation.spec import expand, load_spec
+    p = tiny_spec(tmp_path, domains={"cs": "city", "cvd": "town"}, extra_levels={
+        "ft": {"set": {"method": "finetune", "finetune.source_domain": "{other}"}, "per_domain": True}})
+    trials, _ = expand(load_spec(str(p)), seeds=1)
+    ft = {t.config["data"]["domains"][0]: t.config["finetune"]["source_domain"]
+          for t in trials if t.cell_id == "variant=ft"}
+    assert ft == {"city": "town", "town": "city"}

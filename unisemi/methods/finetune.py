@@ -1,0 +1,58 @@
+"""The `finetune` baseline of the universal paper (Section 4, ablation ii): train on a source
+domain's N labels, swap the classifier, fine-tune on the target domain's N labels.
+
+One run: for the first `finetune.source_fraction` of the iterations the shared encoder trains with
+a source-only classifier on source batches; then the target's own (so far untouched) head takes
+over on target batches. Only the target domain is evaluated, with the model fine-tuned to it. The
+learning rate follows one poly schedule over the whole run.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from unisemi.losses import cross_entropy
+
+NEEDS_UNLABELLED = False
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    source_domain: str = ""            # trained first; its labelled split has data.n_labelled images
+    source_fraction: float = 0.5       # share of train.iterations spent on the source
+
+
+def extra_labelled(cfg) -> dict:
+    return {cfg.finetune.source_domain: dataclasses.replace(cfg.data)}
+
+
+class State(nn.Module):
+    def __init__(self, cfg, model, n_source: int):
+        super().__init__()
+        self.cfg = cfg
+        self.switch = int(round(cfg.finetune.source_fraction * cfg.train.iterations))
+        self.source_head = model.head_builder(model.encoder_channels, int(model.encoder.low_channels),
+                                              n_source, model.cfg)
+
+
+def build(cfg, model) -> nn.Module:
+    from unisemi.data import load_domain
+    return State(cfg, model, load_domain(cfg.data, cfg.finetune.source_domain).num_classes)
+
+
+def losses(model, state, batch: dict, step: int) -> dict[str, torch.Tensor]:
+    source, target = state.cfg.finetune.source_domain, state.cfg.data.domains[0]
+    if step < state.switch:
+        x, y = batch["labelled"][source]
+        logits, _ = state.source_head(model.encode(x))
+        logits = nn.functional.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return {f"source/{source}": cross_entropy(logits, y)}
+    x, y = batch["labelled"][target]
+    return {f"sup/{target}": cross_entropy(model(x, target)["logits"], y)}
+
+
+def after_step(model, state, step: int) -> None:
+    return None

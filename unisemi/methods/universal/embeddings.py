@@ -1,0 +1,137 @@
+"""Label embeddings for the entropy module: PCA, k-means within classes, and the Appendix A recipe
+(a domain's own supervised model -> encoder outputs of its labelled pixels -> PCA to d -> upsample
+to label resolution -> class-wise centroids, or K k-means centres per class)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from unisemi.losses import IGNORE_INDEX
+
+MAX_PIXELS_PER_CLASS = 20000    # k-means and means on a seeded subsample beyond this
+
+
+def pca(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, components (dim, C)) of rows x (N, C); components are the top right singular
+    vectors, sign-fixed so that each one's largest-magnitude entry is positive (reproducible)."""
+    mean = x.mean(0)
+    _, _, vh = torch.linalg.svd(x - mean, full_matrices=False)
+    comps = vh[:dim]
+    sign = torch.sign(comps.gather(1, comps.abs().argmax(1, keepdim=True)))
+    comps = comps * sign
+    if comps.shape[0] < dim:        # fewer channels than d: pad with zero directions
+        comps = torch.cat([comps, comps.new_zeros(dim - comps.shape[0], comps.shape[1])])
+    return mean, comps
+
+
+def kmeans(x: torch.Tensor, k: int, iterations: int = 50, seed: int = 0) -> torch.Tensor:
+    """Lloyd's k-means with k-means++ seeding; returns (k, D) centres (repeats if N < k)."""
+    g = torch.Generator().manual_seed(seed)
+    n = x.shape[0]
+    if n <= k:
+        return x[torch.arange(k) % max(n, 1)] if n else x.new_zeros(k, x.shape[1])
+    centres = [x[torch.randint(n, (1,), generator=g)].squeeze(0)]
+    for _ in range(1, k):
+        d2 = torch.cdist(x, torch.stack(centres)).min(1).values ** 2
+        centres.append(x[torch.multinomial(d2 / d2.sum(), 1, generator=g)].squeeze(0))
+    c = torch.stack(centres)
+    for _ in range(iterations):
+        assign = torch.cdist(x, c).argmin(1)
+        new = torch.zeros_like(c).index_add_(0, assign, x)
+        count = torch.bincount(assign, minlength=k).unsqueeze(1).to(x.dtype)
+        new = torch.where(count > 0, new / count.clamp_min(1), c)
+        if torch.allclose(new, c):
+            break
+        c = new
+    return c
+
+
+def class_centroids(emb: torch.Tensor, labels: torch.Tensor, num_classes: int, k: int = 1,
+                    seed: int = 0) -> torch.Tensor:
+    """(num_classes, k, D) centres of pixel embeddings emb (N, D) per label (N,); a class without
+    pixels gets zeros (it scores 0 against every pixel under the dot product)."""
+    out = emb.new_zeros(num_classes, k, emb.shape[1])
+    g = torch.Generator().manual_seed(seed)
+    for c in range(num_classes):          # once per class at init/update time, not in the step
+        rows = emb[labels == c]
+        if len(rows) > MAX_PIXELS_PER_CLASS:
+            rows = rows[torch.randperm(len(rows), generator=g)[:MAX_PIXELS_PER_CLASS]]
+        if len(rows) == 0:
+            continue
+        out[c] = rows.mean(0, keepdim=True) if k == 1 else kmeans(rows, k, seed=seed + c)
+    return out
+
+
+def pixel_embeddings(features: torch.Tensor, labels: torch.Tensor, mean=None, comps=None):
+    """Encoder features (B, C, h, w) -> (optionally PCA-reduced) embeddings upsampled to the label
+    resolution, as rows (N, D) with their labels (N,), void pixels dropped."""
+    if comps is not None:
+        b, c, h, w = features.shape
+        rows = features.permute(0, 2, 3, 1).reshape(-1, c)
+        features = ((rows - mean) @ comps.T).view(b, h, w, -1).permute(0, 3, 1, 2)
+    up = F.interpolate(features, size=labels.shape[-2:], mode="bilinear", align_corners=False)
+    rows = up.permute(0, 2, 3, 1).reshape(-1, up.shape[1])
+    lab = labels.reshape(-1)
+    keep = lab != IGNORE_INDEX
+    return rows[keep], lab[keep]
+
+
+@torch.no_grad()
+def encoder_rows(model, dd, batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Encoder outputs at feature resolution of every labelled image of a domain, with labels."""
+    from unisemi.data.transforms import normalize
+    feats, labels = [], []
+    model.eval()
+    for i in range(0, len(dd.labelled), batch_size):
+        x, y = dd.fetch("train", dd.labelled[i:i + batch_size])
+        feats.append(model.encode(normalize(x))["out"])
+        labels.append(y.long())
+    return torch.cat(feats), torch.cat(labels)
+
+
+def pretrained_centroids(cfg, domain: str) -> torch.Tensor:
+    """Appendix A for one domain, cached on disk by everything that determines the result."""
+    from unisemi.config import to_dict, with_overrides
+    u = cfg.universal
+    sub = with_overrides(cfg, {
+        "method": "supervised", "data": {"domains": [domain], "val_images": 1},
+        "train": {"iterations": u.init_iterations, "eval_every": u.init_iterations, "out_dir": "",
+                  "progress": False}})
+    recipe = {k: v for k, v in to_dict(sub).items() if k in ("data", "model", "optim", "train")}
+    key = hashlib.sha256(json.dumps({
+        "what": "universal-label-embeddings-v1", "config": recipe, "k": u.centroids,
+        "d": u.embed_dim}, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    path = cache_dir() / "label_embeddings" / f"{domain}-{key}.pt"
+    if path.exists():
+        try:
+            return torch.load(path)
+        except Exception as exc:  # noqa: BLE001  - any unreadable file is rebuilt
+            raise RuntimeError(f"{path}: unreadable label-embedding cache ({exc.__class__.__name__}); "
+                               f"delete it to rebuild") from None
+    from unisemi.data import load_domain
+    from unisemi.train import fit
+    result = fit(sub)
+    dd = load_domain(sub.data, domain)
+    feats, labels = encoder_rows(result["model"], dd)
+    b, c, h, w = feats.shape
+    mean, comps = pca(feats.permute(0, 2, 3, 1).reshape(-1, c), u.embed_dim)
+    rows, lab = pixel_embeddings(feats, labels, mean, comps)
+    centroids = class_centroids(rows, lab, dd.num_classes, u.centroids, seed=cfg.train.seed)
+    atomic_save(centroids, path)
+    return centroids
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("UNISEMI_CACHE", Path.home() / ".cache" / "unisemi"))
+
+
+def atomic_save(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
