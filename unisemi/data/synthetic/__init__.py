@@ -19,7 +19,7 @@ from unisemi.data.synthetic import scene as _scene
 from unisemi.data.synthetic.domains import (DOMAINS, IGNORE_INDEX, ClassSpec, DomainSpec, Style,
                                             get_domain)
 
-WORLD_VERSION = "1"      # bump whenever the generator's output changes
+WORLD_VERSION = "2"      # bump whenever the generator's output changes
 SPLITS = ("train", "val")
 CHUNK = 32               # images rasterised together: bounds memory, keeps tensor ops large
 

@@ -787,7 +787,7 @@ def street(sc):
             tex = (T(0.25, d.u(0.1, 0.4), d.u(0.2, 1.0), 1.571) if d.chance(0.3) else
                    T(0.15, grid=d.u(0.4, 0.95), gx=d.u(2.5, 5), gy=d.u(2.8, 3.8),
                      gfill=d.u(0.35, 0.7), shade=d.u(-0.2, 0.2)))
-            sc.side(sc.cid("building"), X, z, z + L, 0, d.u(5, 35), c, sc.colour(GLASS), tex)
+            sc.side(sc.cid("building"), X, z, z + L, 0, d.u(8, 40), c, sc.colour(GLASS), tex)
             if d.chance(0.35):                       # shop fronts
                 sc.side(sc.cid("building"), X, z, z + L, 0, d.u(3, 4.5),
                         col(sc, "building", k=shade), sc.colour(GLASS),
@@ -807,7 +807,7 @@ def street(sc):
                 if concept == "wall" and d.chance(0.5):          # near, along the pavement
                     X, z = sgn * d.u(r + 0.5, f), zmin * d.u(0.3, 1.0)
                 c = sc.colour(e.hsv, sc.k_side if sgn < 0 else 1.45 - sc.k_side)
-                sc.side(sc.label_id(e), X, z, z + d.u(8, 50), 0.45 if inset is None else 0.0,
+                sc.side(sc.label_id(e), X, z, z + d.u(10, 60), 0.45 if inset is None else 0.0,
                         d.u(*hr), c, None, tex)
     occ = []
     for e, n in sc.ents("vehicle"):
@@ -818,12 +818,12 @@ def street(sc):
                 sgn, r, f, _ = d.pick(sides)
                 if e.variant == "train":                         # tram in the next lane
                     X, facing = sgn * d.u(3.0, 6.0), d.pick((1.0, -1.0))
-                elif d.chance(0.35):                             # parked at the kerb
+                elif d.chance(0.5):                              # parked at the kerb
                     X, facing = sgn * (r - w / 2 - d.u(0.1, 0.4)), d.pick((1.0, -1.0))
                 else:
                     X = d.u(-rl + w / 2 + 0.2, rr - w / 2 - 0.2) if rl + rr > w + 0.4 else 0.0
                     facing = 1.0 if X > d.u(-3.0, 0.0) else -1.0
-                Z = depth(sc, zmin, 40 if e.variant in ("train", "bus", "truck") else 70)
+                Z = depth(sc, zmin, 30 if e.variant in ("train", "bus", "truck") else 60)
                 if all(abs(X - x2) > (w + w2) / 2 + 0.2 or Z + L < z2 or z2 + l2 < Z
                        for x2, z2, w2, l2 in occ):
                     occ.append((X, Z, w, L))
@@ -849,7 +849,7 @@ def street(sc):
                 sgn, r, f, _ = d.pick(sides)
                 on_road = concept in ("person", "animal") and d.chance(0.15)
                 X = d.u(-rl, rr) if on_road else sgn * d.u(r + 0.3, max(r + 0.4, f - 0.3))
-                Z = depth(sc, zmin, 30 if concept == "person" else 40)
+                Z = depth(sc, zmin, 22 if concept == "person" else 35)
                 cls, c = sc.label_id(e), sc.colour(e.hsv)
                 if concept == "tree":
                     sc.thing(Z, tree, cls, X, Z, c)
@@ -873,7 +873,7 @@ def street(sc):
     signs = [(sc.label_id(e), sc.colour(e.hsv)) for e, n in sc.ents("sign") for _ in range(n)]
     for k in range(max(poles, len(lights), len(signs))):
         sgn, r, f, _ = d.pick(sides)
-        X, Z = sgn * (r + d.u(0.2, 0.7)), depth(sc, zmin, 28)
+        X, Z = sgn * (r + d.u(0.2, 0.7)), depth(sc, zmin, 22)
         j = max(poles, len(signs)) - 1 - k
         sc.thing(Z, pole, sc.cid("pole"), X, Z, col(sc, "pole"),
                  signs[j] if 0 <= j < len(signs) else None, lights[k] if k < len(lights) else None)
