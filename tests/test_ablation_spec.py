@@ -213,3 +213,9 @@ def test_paper_numbers_in_specs_match_the_reference_file():
                 assert s.paper_value(cell, d) == value, (path, row, g, d)
                 checked += 1
     assert checked > 0
+
+
+def test_paper_profile_without_a_loader_names_the_dataset_and_its_layout():
+    s = load_spec("table6")
+    with pytest.raises(SpecError, match=r"real dataset 'cityscapes'.*leftImg8bit/\{train,val\}"):
+        expand(s, profile="paper")

@@ -11,17 +11,21 @@ import math
 
 import torch
 
-IGNORE_INDEX = 255
+from unisemi.data import IGNORE_INDEX  # noqa: F401  (re-exported)
 
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
     """(C, C) int64 counts, rows = ground truth, cols = prediction; ignore-labelled pixels skipped."""
-    target = target.reshape(-1).long()
-    pred = pred.reshape(-1).long()
-    valid = (target >= 0) & (target < num_classes)
+    target = target.reshape(-1)
+    pred = pred.reshape(-1)
     # One bincount over a combined index is the whole matrix: no per-class or per-pixel loop.
-    # Void pixels go to one spare bin instead of being masked out, which would copy the arrays.
-    flat = torch.where(valid, target * num_classes + pred, num_classes * num_classes)
+    # int32 indices halve the memory traffic of int64 (3x faster measured, benchmarks/foundation.py),
+    # and void pixels go to one spare bin instead of being masked out, which would copy the arrays.
+    flat = target.to(torch.int32) * num_classes + pred.to(torch.int32)
+    void = target >= num_classes
+    if target.is_signed():
+        void |= target < 0
+    flat.masked_fill_(void, num_classes * num_classes)
     counts = torch.bincount(flat, minlength=num_classes * num_classes + 1)
     return counts[:-1].reshape(num_classes, num_classes)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-IGNORE_INDEX = 255
+from unisemi.data import IGNORE_INDEX  # noqa: F401  (re-exported)
 
 
 def cross_entropy(logits: torch.Tensor, target: torch.Tensor, class_weight: torch.Tensor | None = None,

@@ -30,6 +30,19 @@ LAYOUT_KEYS = {"rows", "columns"}
 PLOT_KEYS = {"kind", "axis", "log", "x"}
 
 
+# Where each real dataset's files are expected under data.root (the layouts of the official
+# releases; ../shared/notes/datasets.md has the details).
+REAL_LAYOUTS = {
+    "cityscapes": "leftImg8bit/{train,val}/<city>/*_leftImg8bit.png + gtFine/{train,val}/<city>/*_gtFine_labelTrainIds.png",
+    "camvid": "{train,val,test}/*.png + {train,val,test}annot/*.png (SegNet layout)",
+    "idd": "leftImg8bit/{train,val}/<seq>/*_leftImg8bit.png + gtFine/{train,val}/<seq>/*_gtFine_labellevel3Ids.png",
+    "sunrgbd": "image/{train,test}/*.jpg + label37/{train,test}/*.png",
+    "pascal_voc": "JPEGImages/*.jpg + SegmentationClassAug/*.png + ImageSets/Segmentation/{train_aug,val}.txt",
+    "gta5": "images/*.png + labels/*.png (Cityscapes label ids)",
+    "synthia": "RGB/*.png + GT/LABELS/*.png (SYNTHIA-RAND-CITYSCAPES)",
+}
+
+
 class SpecError(ValueError):
     """A problem with a spec file; the message names the file, key and value."""
 
@@ -275,6 +288,13 @@ def expand(spec: Spec, profile: str = "laptop", seeds: int | None = None,
     if prof is None:
         raise SpecError(f"{spec.path}: no '{profile}' profile (key 'profiles.{profile}')")
     dmap_table = dict(prof.get("domains") or {})     # table key -> dataset/domain name
+    from unisemi.data import known_domains
+    for key, name in dmap_table.items():
+        if name not in known_domains("synthetic"):
+            layout = REAL_LAYOUTS.get(name, "see docs")
+            raise SpecError(f"{spec.path}: profile '{profile}' maps '{key}' to the real dataset '{name}', "
+                            f"whose loader is not built yet (next stage); it will read data.root laid "
+                            f"out as {layout}")
     base = _merge(load_values(spec.raw["preset"]), dotted_to_nested(prof.get("set") or {}))
     splits = spec.raw.get("splits", "same")
     trials, pending = [], {}

@@ -6,7 +6,10 @@ domain yields a `DomainData`: its label space, its labelled / unlabelled / val i
 """
 from __future__ import annotations
 
-from unisemi.data.domain_data import DomainData, load_domain
+# The label of void pixels in every label map, loss and metric (Cityscapes' and VOC's convention).
+IGNORE_INDEX = 255
+
+from unisemi.data.domain_data import DomainData, load_domain  # noqa: E402
 
 SOURCES = ("synthetic",)
 
@@ -27,4 +30,4 @@ def label_space(source: str, domain: str) -> tuple:
     raise ValueError(f"unknown data source '{source}' (known: {', '.join(SOURCES)})")
 
 
-__all__ = ["DomainData", "load_domain", "known_domains", "label_space", "SOURCES"]
+__all__ = ["DomainData", "IGNORE_INDEX", "load_domain", "known_domains", "label_space", "SOURCES"]

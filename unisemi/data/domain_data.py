@@ -36,6 +36,12 @@ class DomainData:
         return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
 
 
+# Rendered images are a pure function of (domain, world seed, size, split, index), so every
+# DomainData of the same world in this process shares one cache: a Ray actor that runs the next
+# trial of a table (reuse_actors) serves the images it already rendered instead of drawing them again.
+_RENDERED: dict = {}
+
+
 def load_domain(data_cfg, domain: str) -> DomainData:
     """Build the DomainData of `domain` under a DataConfig (source, split and size settings)."""
     if data_cfg.source != "synthetic":
@@ -51,7 +57,9 @@ def load_domain(data_cfg, domain: str) -> DomainData:
     def render(split, indices):
         return synthetic.render(domain, split, indices, seed=data_cfg.world_seed, size=size)
 
+    shared = _RENDERED.setdefault((synthetic.WORLD_VERSION, domain, data_cfg.world_seed, size), {})
     return DomainData(
         name=domain, classes=tuple(spec.classes), labelled=labelled, unlabelled=unlabelled,
         val=torch.arange(n_val), split_id=f"{domain}/n{n}/s{data_cfg.split_seed}",
-        split_hash=split_hash(f"{domain}:{i}" for i in labelled.tolist()), render=render)
+        split_hash=split_hash(f"{domain}:{i}" for i in labelled.tolist()), render=render,
+        _cache=shared)
