@@ -103,7 +103,7 @@ def _row(trial="t1", it=3, domain="city", miou=10.0, status="ok", **kw):
                 cell="variant=a", cell_json=json.dumps({"variant": "a"}), seed=0, split_seed=0,
                 domain=domain, domain_key="main", iteration=it, is_final=False, is_best=False,
                 status=status, miou=miou, class_names=["x", "y"], class_iou=[miou, miou],
-                workers=0, wall_s=1.0, device_hours=1 / 3600)
+                workers=0, wall_s=1.0, device_hours=1 / 3600, git_rev="abc123")
     base.update(kw)
     return base
 
@@ -219,3 +219,16 @@ def test_paper_profile_without_a_loader_names_the_dataset_and_its_layout():
     s = load_spec("table6")
     with pytest.raises(SpecError, match=r"real dataset 'cityscapes'.*leftImg8bit/\{train,val\}"):
         expand(s, profile="paper")
+
+
+def test_precision_footnote_reports_the_resolvable_difference(tmp_path):
+    from scipy import stats
+    s = load_spec(str(tiny_spec(tmp_path)))
+    df = _frame({"a": [(0, 0, 10.0), (1, 1, 12.0)], "b": [(0, 0, 20.0), (1, 1, 24.0)]})
+    summary = report.summarize(s, df)
+    p = report.precision(summary)
+    pooled = math.sqrt((2.0 + 8.0) / 2)                # variances 2 and 8
+    assert p["pooled_std"] == pytest.approx(pooled) and p["n"] == 2
+    assert p["resolvable"] == pytest.approx(stats.t.ppf(0.975, 2) * pooled)
+    notes = report.footnotes_for(s, df, {}, "laptop", summary)
+    assert any(n.startswith("Precision: median seed std") for n in notes)

@@ -212,7 +212,23 @@ def per_class_markdown(spec: Spec, df: pd.DataFrame) -> str | None:
     return "\n".join(blocks)
 
 
-def footnotes_for(spec: Spec, df: pd.DataFrame, pending: dict, profile: str | None) -> list[str]:
+def precision(summary: pd.DataFrame) -> dict | None:
+    """Seed spread of a table and the smallest difference between two cells it resolves: the
+    half-width of a two-sided 95% t interval for a difference of means, with the pooled per-cell
+    standard deviation and the median n (the precision goal of the laptop profile)."""
+    from scipy import stats
+    ok = summary[(summary["n"] >= 2) & summary["std"].notna()]
+    if not len(ok):
+        return None
+    n = int(ok["n"].median())
+    pooled = float(np.sqrt((ok["std"] ** 2).mean()))
+    t = float(stats.t.ppf(0.975, 2 * (n - 1)))
+    return {"median_std": float(ok["std"].median()), "pooled_std": pooled, "n": n,
+            "resolvable": t * pooled * math.sqrt(2.0 / n)}
+
+
+def footnotes_for(spec: Spec, df: pd.DataFrame, pending: dict, profile: str | None,
+                  summary: pd.DataFrame | None = None) -> list[str]:
     sel = selected_rows(spec, df)
     notes = [f"Shows the {'final' if spec.evaluation == 'final' else 'best-on-validation'} evaluation of "
              f"each trial; mean ± sample std over trials, n = trials per cell. Bold: best mean in the column."]
@@ -220,6 +236,11 @@ def footnotes_for(spec: Spec, df: pd.DataFrame, pending: dict, profile: str | No
     prof = profile or (profiles[0] if profiles else "laptop")
     notes.append(f"Profile: {prof}" + (" (the embedded synthetic world: compare trends, not absolute "
                                        "values, with the paper)" if prof == "laptop" else ""))
+    prec = precision(summary) if summary is not None else None
+    if prec:
+        notes.append(f"Precision: median seed std {prec['median_std']:.2f} mIoU over cells (pooled "
+                     f"{prec['pooled_std']:.2f}); with n = {prec['n']} per cell, a difference between "
+                     f"two cells below {prec['resolvable']:.1f} mIoU is within seed noise (95%, two-sided).")
     if spec.raw.get("baseline"):
         base = ", ".join(f"{k}={v}" for k, v in spec.raw["baseline"].items())
         notes.append(f"\\* p < 0.05, Welch's t-test against the baseline ({base}) in the same column.")
@@ -248,7 +269,7 @@ def write_outputs(spec: Spec, df: pd.DataFrame, out_dir: Path, pending: dict | N
                   profile: str | None = None) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = summarize(spec, df)
-    notes = footnotes_for(spec, df, pending or {}, profile)
+    notes = footnotes_for(spec, df, pending or {}, profile, summary)
     paths = {}
     for name, text in (("table.md", markdown(spec, summary, notes)), ("table.tex", latex(spec, summary, notes))):
         _atomic_write(out_dir / name, text)
