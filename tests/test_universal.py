@@ -213,3 +213,17 @@ def test_spec_other_stands_for_the_other_tables_dataset(tmp_path):
     ft = {t.config["data"]["domains"][0]: t.config["finetune"]["source_domain"]
           for t in trials if t.cell_id == "variant=ft"}
     assert ft == {"city": "town", "town": "city"}
+
+
+def test_viz_tsne_and_prediction_figures_from_two_checkpoints(tmp_path):
+    from PIL import Image
+    from unisemi.viz import main as viz
+    for name, extra in (("basic", ["universal.alpha=0", "universal.beta=0"]), ("full", [])):
+        fit(_cfg("train.iterations=3", "train.eval_every=3", *extra), out_dir=tmp_path / name)
+    ck = ["--checkpoint", str(tmp_path / "basic"), "--checkpoint", str(tmp_path / "full")]
+    assert viz(["viz", "tsne", *ck, "--images", "4", "--per-class", "20", "--out", str(tmp_path / "t.png")]) == 0
+    assert Image.open(tmp_path / "t.png").size[0] > 500
+    assert viz(["viz", "predictions", *ck, "--domain", "town", "--images", "2",
+                "--out", str(tmp_path / "p.png")]) == 0
+    # input | 2 predictions | ground truth, 2 images of 32x64, drawn at 2x
+    assert Image.open(tmp_path / "p.png").size == (4 * 64 * 2, 2 * 32 * 2)
