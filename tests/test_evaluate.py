@@ -56,3 +56,16 @@ def test_vectorised_matrix_equals_pixel_loop():
         if t != IGNORE:
             slow[t, p] += 1
     assert torch.equal(confusion_matrix(pred, target, 5), slow)
+
+
+def test_confusion_matrix_with_many_classes_uses_wide_indices():
+    import numpy as np
+    g = torch.Generator().manual_seed(0)
+    target = torch.randint(0, 200, (2000,), generator=g)
+    target[:50] = 255                                   # void, above every class id
+    pred = torch.randint(0, 200, (2000,), generator=g)
+    expected = np.zeros((200, 200), dtype=np.int64)
+    for t, p in zip(target.tolist(), pred.tolist()):
+        if t != 255:
+            expected[t, p] += 1
+    assert np.array_equal(confusion_matrix(pred, target, 200).numpy(), expected)
