@@ -232,3 +232,14 @@ def test_precision_footnote_reports_the_resolvable_difference(tmp_path):
     assert p["resolvable"] == pytest.approx(stats.t.ppf(0.975, 2) * pooled)
     notes = report.footnotes_for(s, df, {}, "laptop", summary)
     assert any(n.startswith("Precision: median seed std") for n in notes)
+
+
+def test_only_restricts_the_cells_and_rejects_unknown_levels(tmp_path):
+    from unisemi.ablation.spec import parse_only
+    s = load_spec(str(tiny_spec(tmp_path, seeds=2)))
+    trials, _ = expand(s, only=parse_only(["variant=b"]))
+    assert {t.cell_id for t in trials} == {"variant=b"} and len(trials) == 2
+    with pytest.raises(SpecError, match="--only variant=z: not a level of 'variant'"):
+        expand(s, only=parse_only(["variant=z"]))
+    with pytest.raises(SpecError, match="expected AXIS=LEVEL"):
+        parse_only(["variant"])

@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from unisemi.ablation.spec import SpecError, all_specs, expand, load_spec
+from unisemi.ablation.spec import SpecError, all_specs, expand, load_spec, parse_only
 from unisemi.config import ConfigError, parse_override, _merge
 
 
@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", default="results", help="results directory (default: ./results)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key in every trial, e.g. train.iterations=50")
+    p.add_argument("--only", action="append", default=[], metavar="AXIS=LEVEL",
+                   help="run only the cells with these levels (repeatable), e.g. N=N100")
     return p
 
 
@@ -84,7 +86,8 @@ def _main(args) -> int:
     overrides = {}
     for text in args.set:
         overrides = _merge(overrides, parse_override(text))
-    trials, pending = expand(spec, args.profile, args.seeds, overrides)
+    only = parse_only(args.only)
+    trials, pending = expand(spec, args.profile, args.seeds, overrides, only)
     out_dir = outputs_dir(args.results, spec)
     if args.dry_run:
         est = probe_seconds(trials[0]) if trials else None
@@ -97,7 +100,7 @@ def _main(args) -> int:
                         resume=args.resume, address=args.address, workers_per_trial=args.workers_per_trial,
                         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                         max_concurrent=args.max_concurrent, max_failures=args.max_failures,
-                        overrides=overrides)
+                        overrides=overrides, only=only)
         if res["missing"]:
             print(f"warning: {len(res['missing'])} trial(s) have no final row; rerun with --resume",
                   file=sys.stderr)

@@ -99,21 +99,21 @@ def _error_text(trial) -> str:
     return "trial errored (see Ray logs)"
 
 
-def plan(spec: Spec, profile: str, seeds: int | None, overrides: dict | None):
-    trials, pending = expand(spec, profile, seeds, overrides)
-    return trials, pending
+def plan(spec: Spec, profile: str, seeds: int | None, overrides: dict | None, only: dict | None = None):
+    return expand(spec, profile, seeds, overrides, only)
 
 
 def run_table(spec: Spec, *, profile: str = "laptop", seeds: int | None = None,
               results_dir: str | Path = "results", resume: bool = False, address: str | None = None,
               workers_per_trial: int = 0, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
               max_concurrent: int | None = None, max_failures: int = 2, overrides: dict | None = None,
-              num_cpus: int | None = None, inject_fault: dict | None = None, log=print) -> dict:
+              num_cpus: int | None = None, inject_fault: dict | None = None, only: dict | None = None,
+              log=print) -> dict:
     """Run the missing trials of `spec`; returns {'ran', 'skipped', 'pending', 'failed', 'store'}."""
     import ray
     from ray import tune
 
-    trials, pending = plan(spec, profile, seeds, overrides)
+    trials, pending = plan(spec, profile, seeds, overrides, only)
     store = TableStore(results_dir, spec.suite, spec.name)
     if resume and not store.exists():
         raise RunnerError(f"--resume: nothing stored for {spec.suite}/{spec.name} under {store.dir}")

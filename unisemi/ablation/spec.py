@@ -279,9 +279,29 @@ def seed_list(spec: Spec, seeds: int | None) -> list[int]:
     return list(range(raw)) if isinstance(raw, int) else [int(s) for s in raw]
 
 
+def parse_only(items) -> dict:
+    """['N=N100', 'method=univ_full'] -> {'N': {'N100'}, 'method': {'univ_full'}}."""
+    out: dict = {}
+    for item in items or ():
+        axis, sep, level = str(item).partition("=")
+        if not sep:
+            raise SpecError(f"--only {item!r}: expected AXIS=LEVEL, e.g. N=N100")
+        out.setdefault(axis, set()).add(level)
+    return out
+
+
 def expand(spec: Spec, profile: str = "laptop", seeds: int | None = None,
-           overrides: dict | None = None) -> tuple[list[Trial], dict]:
-    """All trials of a spec, plus {cell_id: reason} for the cells that cannot run yet."""
+           overrides: dict | None = None, only: dict | None = None) -> tuple[list[Trial], dict]:
+    """All trials of a spec (restricted to the cells whose levels are in `only`, if given), plus
+    {cell_id: reason} for the cells that cannot run yet."""
+    for axis, levels in (only or {}).items():
+        if axis not in spec.axes:
+            raise SpecError(f"--only {axis}=...: '{axis}' is not an axis of {spec.path} "
+                            f"(axes: {', '.join(spec.axes)})")
+        unknown = sorted(set(levels) - {str(x) for x in spec.axes[axis]})
+        if unknown:
+            raise SpecError(f"--only {axis}={unknown[0]}: not a level of '{axis}' "
+                            f"(levels: {', '.join(map(str, spec.axes[axis]))})")
     if profile not in PROFILES:
         raise SpecError(f"--profile {profile!r}: expected one of {', '.join(PROFILES)}")
     prof = (spec.raw.get("profiles") or {}).get(profile)
@@ -299,6 +319,8 @@ def expand(spec: Spec, profile: str = "laptop", seeds: int | None = None,
     splits = spec.raw.get("splits", "same")
     trials, pending = [], {}
     for cell in spec.cells():
+        if any(str(cell[a]) not in levels for a, levels in (only or {}).items()):
+            continue
         cid = cell_id(cell)
         reason = spec.pending_reason(cell)
         if reason:
