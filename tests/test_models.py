@@ -145,8 +145,8 @@ def test_build_model_loads_pretrained_path(tmp_path, caplog):
         model = build_model(_cfg(pretrained=str(path)), SPACES)
     assert torch.equal(model.encoder.stem[0].weight, src.stem[0].weight)
     assert "tiny.pth" in caplog.text
-    with pytest.raises(ValueError, match="synthetic"):
-        build_model(_cfg(pretrained="synthetic"), SPACES)
+    with pytest.raises(ValueError, match="synthetic"):    # unknown keywords list the known ones
+        build_model(_cfg(pretrained="imagenet"), SPACES)
     with pytest.raises(FileNotFoundError, match="gone.pth"):
         build_model(_cfg(pretrained=str(tmp_path / "gone.pth")), SPACES)
 

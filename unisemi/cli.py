@@ -1,4 +1,4 @@
-"""`python -m unisemi {train,eval}`: the single-process entry points."""
+"""`python -m unisemi {train,eval,tune,pretrain,viz}`: the single-process entry points."""
 from __future__ import annotations
 
 import argparse
@@ -65,6 +65,11 @@ def cmd_tune(args) -> int:
     return tune_main(args)
 
 
+def cmd_pretrain(args) -> int:
+    from unisemi.pretrain import main as pretrain_main
+    return pretrain_main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m unisemi", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -89,6 +94,19 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--address", default=None, help="join a running Ray cluster ('auto')")
     tune.add_argument("--dry-run", action="store_true", help="print the first sampled configurations and exit")
     tune.set_defaults(func=cmd_tune)
+    pre = sub.add_parser("pretrain", help="pretrain an encoder on the synthetic shapes task "
+                         "(model.pretrained=synthetic); cached under $UNISEMI_CACHE/pretrained")
+    pre.add_argument("--encoder", default="tiny", help="encoder name (tiny, resnet18, ...)")
+    pre.add_argument("--width", type=int, default=32, help="tiny encoder width (default 32)")
+    pre.add_argument("--output-stride", type=int, default=8, choices=(8, 16))
+    pre.add_argument("--iterations", type=int, default=None, help="steps (default: the recipe's)")
+    pre.add_argument("--seed", type=int, default=0)
+    pre.add_argument("--threads", type=int, default=0, help="torch threads; 0 = torch's default")
+    pre.add_argument("--out", default=None, help="write here instead of the cache")
+    pre.add_argument("--force", action="store_true", help="rebuild even if the file exists")
+    pre.set_defaults(func=cmd_pretrain)
+    from unisemi.viz import add_parser as add_viz
+    add_viz(sub)
     return parser
 
 

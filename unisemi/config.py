@@ -55,7 +55,7 @@ class ModelConfig:
     aspp_rates: tuple[int, ...] = (6, 12, 18, 24)
     aspp_active_branches: int = 4      # the released contrastive code sums only 2 of the 4
     decoder_channels: int = 256        # DeepLabv3+ ASPP/decoder width
-    pretrained: str = "none"           # "none" or a local encoder state-dict path (never downloaded)
+    pretrained: str = "none"           # none | synthetic (python -m unisemi pretrain) | a local path; never downloaded
 
 
 @dataclass(frozen=True)

@@ -220,6 +220,7 @@ def fit(cfg: Config, report=None, resume: str | Path | None = None, out_dir: str
             record["loss"] = {k: float(v) / loss_steps for k, v in loss_sums.items()}
             loss_sums, loss_steps = {}, 0
             record["lr"] = lr
+            record["weights_hash"] = getattr(model, "weights_hash", None)
             timing["eval"] += time.perf_counter() - t0
             record["timing"] = dict(timing)      # cumulative so far (survives resume)
             history.append(record)
@@ -241,7 +242,7 @@ def fit(cfg: Config, report=None, resume: str | Path | None = None, out_dir: str
     timing["total"] = time.perf_counter() - t_start
     return {"final": history[-1], "best": best, "history": history, "timing": timing,
             "config_hash": config_hash(cfg), "model": model, "state": state,
-            "splits": splits}
+            "splits": splits, "weights_hash": getattr(model, "weights_hash", None)}
 
 
 def _progress(cfg: Config, start: int, total: int, rank: int):

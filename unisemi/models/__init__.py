@@ -10,9 +10,10 @@ from torch import Tensor
 
 from .encoders import ENCODERS, check_output_stride
 from .heads import HEADS
-from .weights import load_encoder_weights, summarize
+from .weights import load_encoder_weights, summarize, weights_hash
 
-__all__ = ["ENCODERS", "HEADS", "SegmentationModel", "build_model", "load_encoder_weights"]
+__all__ = ["ENCODERS", "HEADS", "SegmentationModel", "build_model", "load_encoder_weights",
+           "weights_hash"]
 
 log = logging.getLogger("unisemi")
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".tar")
@@ -92,16 +93,21 @@ class SegmentationModel(nn.Module):
         return out
 
 
-def _pretrained_path(value) -> str | None:
-    """Return a file path to load, None for no weights; reject unknown keywords."""
+def _pretrained_path(value, cfg=None) -> str | None:
+    """Return a file path to load, None for no weights; reject unknown keywords.
+    ``synthetic`` is the shapes-pretrained encoder of this config (unisemi.pretrain), built into
+    the cache if missing."""
     if value is None or str(value).strip().lower() in ("", "none"):
         return None
     value = str(value)
+    if value.strip().lower() == "synthetic":
+        from unisemi.pretrain import ensure_pretrained
+        return str(ensure_pretrained(cfg))
     looks_like_path = (os.sep in value or "/" in value or value.endswith(CHECKPOINT_SUFFIXES)
                        or os.path.exists(value))
     if not looks_like_path:
-        raise ValueError(f"pretrained={value!r} is neither 'none' nor a path to a local "
-                         f"checkpoint file")
+        raise ValueError(f"pretrained={value!r} is neither 'none', 'synthetic' nor a path to a "
+                         f"local checkpoint file")
     return value
 
 
@@ -112,8 +118,11 @@ def build_model(cfg, label_spaces: dict[str, int]) -> SegmentationModel:
     encoder_fn = _lookup(ENCODERS, cfg.encoder, "encoder")
     head_fn = _lookup(HEADS, cfg.head, "head")
     check_output_stride(cfg.output_stride)
-    path = _pretrained_path(getattr(cfg, "pretrained", "none"))
+    path = _pretrained_path(getattr(cfg, "pretrained", "none"), cfg)
     encoder = encoder_fn(int(cfg.output_stride), int(getattr(cfg, "width", 32)))
     if path is not None:
         log.info(summarize(load_encoder_weights(encoder, path), path))
-    return SegmentationModel(encoder, head_fn, label_spaces, cfg)
+    model = SegmentationModel(encoder, head_fn, label_spaces, cfg)
+    # Results record which weights a run started from (None: random init).
+    model.weights_hash = weights_hash(path) if path is not None else None
+    return model

@@ -1,6 +1,7 @@
 """Load optional pretrained encoder weights from a local file (never downloads)."""
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -82,3 +83,12 @@ def summarize(report: dict[str, list[str]], path) -> str:
             f"mismatched {len(report['mismatched'])}")
     examples = (report["missing"] + extra + report["mismatched"])[:3]
     return line + (f" (e.g. {', '.join(examples)})" if examples else "")
+
+
+def weights_hash(path) -> str:
+    """sha256 of the weights file's bytes, first 16 hex digits: which file a run started from."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]

@@ -1,5 +1,7 @@
 """The pretraining world: random textured shapes on textured backgrounds (the ImageNet stand-in).
 
+Each image is a Voronoi partition into 1-4 textured background regions with 2-8 textured shapes
+painted over it (sizes log-uniform over a decade, rotated, stretched, occluding each other).
 Deliberately disjoint from the evaluation domains: no scene layout, no perspective, no street or
 room classes, colours drawn uniformly. What it asks of an encoder is what transfers to any
 segmentation task: tell textures apart whatever their colour, orientation and scale (local
