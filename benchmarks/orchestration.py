@@ -1,6 +1,6 @@
 """How much of a table run is orchestration: `python benchmarks/orchestration.py [--variant V]`.
 
-Runs a small table (4 cells x 2 seeds, tiny model, each trial a few seconds of `fit`) through
+Runs a small table (4 cells x 2 seeds, tiny model, each trial about 17 s of `fit`) through
 `unisemi.ablation.runner.run_table` on a fresh local Ray (2 CPUs, two 1-CPU trials at a time) and
 compares the makespan with the ideal, Σ trial wall time / 2 slots, where a trial's wall time is the
 `wall_s` of its final stored row (fit's own setup + data + train + eval clocks).
@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 SLOTS = 2
 SETTINGS = {"data.size": [32, 64], "data.n_labelled": 8, "data.batch_size": 2, "data.val_images": 4,
-            "model.width": 8, "train.iterations": 500, "train.eval_every": 250, "train.threads": 1}
+            "model.width": 8, "train.iterations": 2000, "train.eval_every": 1000, "train.threads": 1}
 LRS = {"a": 0.005, "b": 0.01, "c": 0.02, "d": 0.04}
 
 
@@ -153,7 +153,7 @@ def main() -> int:
     ideal = sum_wall / SLOTS
     print(f"variant {args.variant}: {len(final)} trials ({len(LRS)} cells x 2 seeds), {SLOTS} concurrent "
           f"1-CPU trials, {SETTINGS['train.iterations']} iterations each; load average "
-          f"{os.getloadavg()[0]:.1f} at the end (another job shares this machine)")
+          f"{os.getloadavg()[0]:.1f} at the end")
     print(f"ray.init                          {t_after_init - t_before_init:6.1f} s")
     print(f"run_table call -> first trial enters its trainable {first_entry - t_after_init:6.1f} s  "
           f"(plan, store, Tuner setup, actor start, imports before entry)")

@@ -23,10 +23,11 @@ def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int)
     # 181 classes is 2x faster than int32 and 3x faster than int64 (measured on this CPU, 1 thread).
     # Void pixels go to one spare bin instead of being masked out, which would copy the arrays.
     dtype = torch.int16 if num_classes * num_classes < 2 ** 15 - 1 else torch.int32
-    flat = target.to(dtype).mul_(num_classes).add_(pred.to(dtype))
-    void = target >= num_classes
-    if target.is_signed():
-        void |= target < 0
+    t = target.to(dtype, copy=True)      # never modify the caller's labels in place
+    void = t.ge(num_classes)              # compared on the narrow copy: fewer bytes read
+    if t.is_signed():
+        void |= t.lt(0)
+    flat = t.mul_(num_classes).add_(pred.to(dtype))
     flat.masked_fill_(void, num_classes * num_classes)
     counts = torch.bincount(flat, minlength=num_classes * num_classes + 1)
     return counts[:-1].reshape(num_classes, num_classes)
