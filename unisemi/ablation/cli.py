@@ -5,6 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from unisemi.ablation.runner import RunnerError
 from unisemi.ablation.spec import SpecError, all_specs, expand, load_spec, parse_only
 from unisemi.config import ConfigError, parse_override, _merge
 
@@ -57,15 +58,9 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _main(args)
-    except (SpecError, ConfigError) as exc:
+    except (SpecError, ConfigError, RunnerError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:  # noqa: BLE001
-        from unisemi.ablation.runner import RunnerError
-        if isinstance(exc, RunnerError):
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        raise
 
 
 def _main(args) -> int:

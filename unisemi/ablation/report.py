@@ -7,14 +7,13 @@ baseline cell in the same column; `*` marks p < 0.05. The best mean of a column 
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from unisemi.ablation.spec import Spec
+from unisemi.ablation.spec import Spec, cell_id
 
 
 def selected_rows(spec: Spec, df: pd.DataFrame) -> pd.DataFrame:
@@ -23,10 +22,6 @@ def selected_rows(spec: Spec, df: pd.DataFrame) -> pd.DataFrame:
         return df
     flag = "is_final" if spec.evaluation == "final" else "is_best"
     return df[(df["status"] == "ok") & df[flag]].copy()
-
-
-def _cell_of(row) -> dict:
-    return json.loads(row)
 
 
 def summarize(spec: Spec, df: pd.DataFrame) -> pd.DataFrame:
@@ -40,7 +35,6 @@ def summarize(spec: Spec, df: pd.DataFrame) -> pd.DataFrame:
         for (cell, dkey), g in sel.groupby(["cell", "domain_key"], sort=False):
             groups[(cell, dkey)] = g
     for cell in spec.cells():
-        from unisemi.ablation.spec import cell_id
         cid = cell_id(cell)
         for dkey in spec.domains:
             g = groups.get((cid, dkey))
@@ -143,21 +137,28 @@ def markdown(spec: Spec, summary: pd.DataFrame, footnotes: list[str]) -> str:
         head += [f"{name} ours", f"{name} paper", f"{name} Δ"]
     lines = [f"### {spec.suite}/{spec.name}: {spec.title}", "",
              "| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
+    for label, out in _body_rows(spec, row_keys, groups, cells, best, tex=False):
+        lines.append("| " + " | ".join([label] + out) + " |")
+    lines += [""] + [f"{i + 1}. {f}" for i, f in enumerate(footnotes)]
+    return "\n".join(lines) + "\n"
+
+
+def _body_rows(spec, row_keys, groups, cells, best, tex: bool):
+    """(row label, [ours, paper, delta] per column group) for every row of the layout."""
+    dash = "--" if tex else "–"
     for rk in row_keys:
         label = rk[0] + (f" ({', '.join(rk[1:])})" if len(rk) > 1 else "")
-        out = [_row_label(spec, rows_axis, rk[0], label)]
+        out = []
         for c, d in groups:
             line = cells[(rk, c, d)]
             if line is None:
-                out += ["–", "–", "–"]
+                out += [dash] * 3
                 continue
             is_best = best.get((c, d)) is not None and line["n"] and line["mean"] == best[(c, d)]
             sig = not math.isnan(line["p_value"]) and line["p_value"] < 0.05
-            out += [_fmt(line["mean"], line["std"], line["n"], sig, bool(is_best)),
-                    _num(line["paper"]), _num(line["delta"], signed=True)]
-        lines.append("| " + " | ".join(out) + " |")
-    lines += [""] + [f"{i + 1}. {f}" for i, f in enumerate(footnotes)]
-    return "\n".join(lines) + "\n"
+            out += [_fmt(line["mean"], line["std"], line["n"], sig, bool(is_best), tex=tex),
+                    _num(line["paper"]).replace("–", dash), _num(line["delta"], True).replace("–", dash)]
+        yield _row_label(spec, spec.layout["rows"], rk[0], label), out
 
 
 def _row_label(spec, axis, level, default) -> str:
@@ -175,19 +176,8 @@ def latex(spec: Spec, summary: pd.DataFrame, footnotes: list[str]) -> str:
     lines.append(" & ".join(top) + r" \\")
     lines.append(" & ".join([esc(rows_axis)] + ["ours & paper & $\\Delta$"] * len(groups)) + r" \\")
     lines.append(r"\midrule")
-    for rk in row_keys:
-        label = rk[0] + (f" ({', '.join(rk[1:])})" if len(rk) > 1 else "")
-        out = [esc(_row_label(spec, rows_axis, rk[0], label))]
-        for c, d in groups:
-            line = cells[(rk, c, d)]
-            if line is None:
-                out += ["--", "--", "--"]
-                continue
-            is_best = best.get((c, d)) is not None and line["n"] and line["mean"] == best[(c, d)]
-            sig = not math.isnan(line["p_value"]) and line["p_value"] < 0.05
-            out += [_fmt(line["mean"], line["std"], line["n"], sig, bool(is_best), tex=True),
-                    _num(line["paper"]).replace("–", "--"), _num(line["delta"], True).replace("–", "--")]
-        lines.append(" & ".join(out) + r" \\")
+    for label, out in _body_rows(spec, row_keys, groups, cells, best, tex=True):
+        lines.append(" & ".join([esc(label)] + out) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}",
               rf"\caption{{{esc(spec.suite + '/' + spec.name)}: {esc(spec.title)}. "
               + " ".join(esc(f) for f in footnotes) + "}", r"\end{table}"]

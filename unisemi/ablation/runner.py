@@ -89,18 +89,13 @@ def store_callback(store: TableStore, meta: dict, payload_of, total: int, log):
 
 
 def _error_text(trial) -> str:
+    """The last line of the trial's error file (the exception), or a pointer to Ray's logs."""
     path = getattr(trial, "error_file", None)
     try:
-        if path and Path(path).exists():
-            lines = [ln for ln in Path(path).read_text().strip().splitlines() if ln.strip()]
-            return lines[-1] if lines else "error"
-    except OSError:
-        pass
-    return "trial errored (see Ray logs)"
-
-
-def plan(spec: Spec, profile: str, seeds: int | None, overrides: dict | None, only: dict | None = None):
-    return expand(spec, profile, seeds, overrides, only)
+        lines = [ln for ln in Path(path).read_text().splitlines() if ln.strip()] if path else []
+    except OSError:               # the file may be gone with a killed node
+        lines = []
+    return lines[-1] if lines else "trial errored (see Ray logs)"
 
 
 def run_table(spec: Spec, *, profile: str = "laptop", seeds: int | None = None,
@@ -113,7 +108,7 @@ def run_table(spec: Spec, *, profile: str = "laptop", seeds: int | None = None,
     import ray
     from ray import tune
 
-    trials, pending = plan(spec, profile, seeds, overrides, only)
+    trials, pending = expand(spec, profile, seeds, overrides, only)
     store = TableStore(results_dir, spec.suite, spec.name)
     if resume and not store.exists():
         raise RunnerError(f"--resume: nothing stored for {spec.suite}/{spec.name} under {store.dir}")

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import yaml
 
-from unisemi.ablation.spec import dotted_to_nested
+from unisemi.ablation.spec import check_keys, dotted_to_nested, key_error
 from unisemi.ablation.store import TableStore
 from unisemi.ablation.trial import git_revision, run_trial
 from unisemi.config import ConfigError, _merge, all_keys, build_config, config_hash, load_values, to_dict
@@ -111,15 +111,11 @@ def resolve(name: str) -> Path:
 
 
 def _fail(path, key: str, msg: str) -> SearchError:
-    return SearchError(f"{path}: key '{key}': {msg}")
+    return key_error(path, key, msg, SearchError)
 
 
 def _check_keys(path, where: str, got: dict, allowed: set) -> None:
-    for k in got:
-        if k not in allowed:
-            close = difflib.get_close_matches(str(k), sorted(allowed), n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else f" (expected one of {', '.join(sorted(allowed))})"
-            raise SearchError(f"{path}: unknown key '{where}{k}'{hint}")
+    check_keys(path, where, got, allowed, SearchError)
 
 
 def _is_number(x) -> bool:

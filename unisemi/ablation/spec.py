@@ -164,16 +164,18 @@ def dotted_to_nested(values: dict) -> dict:
     return out
 
 
-def _fail(path: Path, key: str, msg: str) -> SpecError:
-    return SpecError(f"{path}: key '{key}': {msg}")
+def key_error(path, key: str, msg: str, error=None) -> ValueError:
+    """'<file>: key '<key>': <msg>' as `error` (SpecError by default; search spaces pass theirs)."""
+    return (error or SpecError)(f"{path}: key '{key}': {msg}")
 
 
-def _check_keys(path: Path, where: str, got: dict, allowed: set) -> None:
+def check_keys(path, where: str, got: dict, allowed: set, error=None) -> None:
+    """Reject a key outside `allowed`, naming the nearest valid one."""
     for k in got:
         if k not in allowed:
             close = difflib.get_close_matches(str(k), sorted(allowed), n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else f" (expected one of {', '.join(sorted(allowed))})"
-            raise SpecError(f"{path}: unknown key '{where}{k}'{hint}")
+            raise (error or SpecError)(f"{path}: unknown key '{where}{k}'{hint}")
 
 
 def all_specs() -> list[tuple[str, str, Path]]:
@@ -215,59 +217,59 @@ def load_spec(name: str) -> Spec:
 
 
 def validate_spec(path: Path, raw: dict) -> None:
-    _check_keys(path, "", raw, SPEC_KEYS)
+    check_keys(path, "", raw, SPEC_KEYS)
     for key in ("title", "preset", "axes"):
         if key not in raw:
-            raise _fail(path, key, "missing (every spec needs title, preset and axes)")
+            raise key_error(path, key, "missing (every spec needs title, preset and axes)")
     if not isinstance(raw["title"], str):
-        raise _fail(path, "title", f"expected a string, got {raw['title']!r}")
+        raise key_error(path, "title", f"expected a string, got {raw['title']!r}")
     axes = raw["axes"]
     if not isinstance(axes, dict) or not axes:
-        raise _fail(path, "axes", f"expected a non-empty mapping of axis -> levels, got {axes!r}")
+        raise key_error(path, "axes", f"expected a non-empty mapping of axis -> levels, got {axes!r}")
     for axis, levels in axes.items():
         if not isinstance(levels, dict) or not levels:
-            raise _fail(path, f"axes.{axis}", f"empty grid: expected a mapping of level -> overrides, got {levels!r}")
+            raise key_error(path, f"axes.{axis}", f"empty grid: expected a mapping of level -> overrides, got {levels!r}")
         for level, body in levels.items():
             body = body or {}
             if not isinstance(body, dict):
-                raise _fail(path, f"axes.{axis}.{level}", f"expected a mapping, got {body!r}")
-            _check_keys(path, f"axes.{axis}.{level}.", body, LEVEL_KEYS)
+                raise key_error(path, f"axes.{axis}.{level}", f"expected a mapping, got {body!r}")
+            check_keys(path, f"axes.{axis}.{level}.", body, LEVEL_KEYS)
             if not isinstance(body.get("set") or {}, dict):
-                raise _fail(path, f"axes.{axis}.{level}.set", f"expected a mapping of config key -> value, got {body['set']!r}")
+                raise key_error(path, f"axes.{axis}.{level}.set", f"expected a mapping of config key -> value, got {body['set']!r}")
     seeds = raw.get("seeds", 2)
     if isinstance(seeds, bool) or not isinstance(seeds, (int, list)):
-        raise _fail(path, "seeds", f"expected a count or a list of ints, got {seeds!r}")
+        raise key_error(path, "seeds", f"expected a count or a list of ints, got {seeds!r}")
     if isinstance(seeds, int) and seeds < 1:
-        raise _fail(path, "seeds", f"{seeds!r} is not valid, expected >= 1")
+        raise key_error(path, "seeds", f"{seeds!r} is not valid, expected >= 1")
     splits = raw.get("splits", "same")
     if splits != "same" and not (isinstance(splits, list) and splits and all(isinstance(s, int) for s in splits)):
-        raise _fail(path, "splits", f"expected 'same' or a non-empty list of ints, got {splits!r}")
+        raise key_error(path, "splits", f"expected 'same' or a non-empty list of ints, got {splits!r}")
     if raw.get("evaluation", "final") not in ("final", "best"):
-        raise _fail(path, "evaluation", f"{raw['evaluation']!r} is not valid, expected final or best")
+        raise key_error(path, "evaluation", f"{raw['evaluation']!r} is not valid, expected final or best")
     domains = raw.get("domains") or ["main"]
     if not isinstance(domains, list):
-        raise _fail(path, "domains", f"expected a list of the table's domain keys, got {domains!r}")
+        raise key_error(path, "domains", f"expected a list of the table's domain keys, got {domains!r}")
     profiles = raw.get("profiles") or {}
-    _check_keys(path, "profiles.", profiles, set(PROFILES))
+    check_keys(path, "profiles.", profiles, set(PROFILES))
     for prof, body in profiles.items():
-        _check_keys(path, f"profiles.{prof}.", body or {}, PROFILE_KEYS)
+        check_keys(path, f"profiles.{prof}.", body or {}, PROFILE_KEYS)
         dmap = (body or {}).get("domains") or {}
         missing = [d for d in domains if d not in dmap]
         if missing:
-            raise _fail(path, f"profiles.{prof}.domains", f"no dataset for table domain(s) {missing}")
+            raise key_error(path, f"profiles.{prof}.domains", f"no dataset for table domain(s) {missing}")
     layout = raw.get("layout") or {}
-    _check_keys(path, "layout.", layout, LAYOUT_KEYS)
+    check_keys(path, "layout.", layout, LAYOUT_KEYS)
     for k, axis in layout.items():
         if axis is not None and axis not in axes:
-            raise _fail(path, f"layout.{k}", f"'{axis}' is not an axis (axes: {', '.join(axes)})")
+            raise key_error(path, f"layout.{k}", f"'{axis}' is not an axis (axes: {', '.join(axes)})")
     baseline = raw.get("baseline") or {}
     for axis, level in baseline.items():
         if axis not in axes or str(level) not in {str(x) for x in axes[axis]}:
-            raise _fail(path, f"baseline.{axis}", f"{level!r} is not a level of an axis")
+            raise key_error(path, f"baseline.{axis}", f"{level!r} is not a level of an axis")
     plot = raw.get("plot") or {}
-    _check_keys(path, "plot.", plot, PLOT_KEYS)
+    check_keys(path, "plot.", plot, PLOT_KEYS)
     if plot and plot.get("kind") not in ("line", "bars"):
-        raise _fail(path, "plot.kind", f"{plot.get('kind')!r} is not valid, expected line or bars")
+        raise key_error(path, "plot.kind", f"{plot.get('kind')!r} is not valid, expected line or bars")
 
 
 def seed_list(spec: Spec, seeds: int | None) -> list[int]:

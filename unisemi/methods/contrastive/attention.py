@@ -78,7 +78,7 @@ class ClassAttention(nn.Module):
         self.register_buffer("running_var", torch.ones(c, hidden))
         self.momentum, self.eps = momentum, eps
 
-    def _norm(self, h, mean, var, count):
+    def _norm(self, mean, var, count):
         """BN over each class's vectors; running statistics move only for classes seen here."""
         if self.training:
             with torch.no_grad():
@@ -107,7 +107,7 @@ class ClassAttention(nn.Module):
         total_sq = torch.zeros(c, hdim, dtype=h.dtype, device=h.device).index_add_(0, bc, torch.bmm(vt, h * h)[:, 0])
         mean = total / count.clamp_min(1).unsqueeze(-1)
         var = (total_sq / count.clamp_min(1).unsqueeze(-1) - mean * mean).clamp_min(0)
-        mean, var = self._norm(h, mean, var, count)
+        mean, var = self._norm(mean, var, count)
         scale = self.bn_weight / torch.sqrt(var + self.eps)                       # (C, H)
         shift = self.bn_bias - mean * scale
         h = F.leaky_relu(torch.addcmul(shift[bc].unsqueeze(1), h, scale[bc].unsqueeze(1)), 0.2)
@@ -121,7 +121,7 @@ class ClassAttention(nn.Module):
         count = v.sum((1, 2))
         mean = (h * v).sum(1) / count.clamp_min(1).unsqueeze(-1)
         var = ((h - mean.unsqueeze(1)) ** 2 * v).sum(1) / count.clamp_min(1).unsqueeze(-1)
-        mean, var = self._norm(h, mean, var, count)
+        mean, var = self._norm(mean, var, count)
         h = (h - mean.unsqueeze(1)) / torch.sqrt(var.unsqueeze(1) + self.eps) * self.bn_weight.unsqueeze(1) \
             + self.bn_bias.unsqueeze(1)
         h = F.leaky_relu(h, 0.2)

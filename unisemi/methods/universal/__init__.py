@@ -37,7 +37,8 @@ class State(nn.Module):
 def build(cfg, model) -> nn.Module:
     from unisemi.data import load_domain
     u = cfg.universal
-    classes = {d: load_domain(cfg.data, d).num_classes for d in cfg.data.domains}
+    dds = {d: load_domain(cfg.data, d) for d in cfg.data.domains}
+    classes = {d: dd.num_classes for d, dd in dds.items()}
     state = State(cfg, model, classes)
     for i, d in enumerate(cfg.data.domains):
         if u.init == "pretrain":
@@ -48,8 +49,8 @@ def build(cfg, model) -> nn.Module:
         else:
             c = load_embedding_file(u.init, d, tuple(state.centroids(d).shape))
         state.centroids(d).copy_(c)
-    state.update_every = u.update_every or max(1, len(load_domain(cfg.data, cfg.data.domains[0]).labelled)
-                                               // max(cfg.data.batch_size, 1))
+    first = dds[cfg.data.domains[0]]
+    state.update_every = u.update_every or max(1, len(first.labelled) // max(cfg.data.batch_size, 1))
     return state
 
 
