@@ -69,3 +69,27 @@ def test_confusion_matrix_with_many_classes_uses_wide_indices():
         if t != 255:
             expected[t, p] += 1
     assert np.array_equal(confusion_matrix(pred, target, 200).numpy(), expected)
+
+
+def test_confusion_matrix_skips_every_void_value_and_leaves_the_labels_untouched():
+    # Void is any id outside [0, C): 255, a stray 7, and -1 in signed maps; uint8 maps too.
+    target = torch.tensor([[0, 255, 1], [7, -1, 2]])
+    pred = torch.tensor([[0, 1, 2], [2, 0, 2]])
+    before = target.clone()
+    expected = torch.tensor([[1, 0, 0], [0, 0, 1], [0, 0, 1]])
+    assert torch.equal(confusion_matrix(pred, target, 3), expected)
+    assert torch.equal(target, before)
+    unsigned = torch.tensor([[0, 255, 1], [7, 9, 2]], dtype=torch.uint8)
+    assert torch.equal(confusion_matrix(pred, unsigned, 3), expected)
+
+
+def test_confusion_matrix_sums_chunks_exactly(monkeypatch):
+    import unisemi.evaluate as ev
+    g = torch.Generator().manual_seed(1)
+    target = torch.randint(0, 6, (4, 9, 11), generator=g)
+    target[0, 0] = 255
+    pred = torch.randint(0, 5, (4, 9, 11), generator=g)
+    whole = ev.confusion_matrix(pred, target, 5)
+    monkeypatch.setattr(ev, "_CHUNK", 7)  # 396 pixels: 57 chunks, the last one partial
+    assert torch.equal(ev.confusion_matrix(pred, target, 5), whole)
+    assert int(whole.sum()) == int((target < 5).sum())
