@@ -36,6 +36,8 @@ def test_every_cell_and_seed_runs_once_with_one_final_row(finished):
     row = final.iloc[0]
     assert row["git_rev"] and row["config_hash"] and row["split_hash"] and row["node"]
     assert row["wall_s"] > 0 and row["device_hours"] == pytest.approx(row["wall_s"] / 3600)
+    parts = [row[k] for k in ("launch_s", "setup_s", "data_s", "train_s", "eval_s")]
+    assert all(p >= 0 for p in parts) and row["wall_s"] == pytest.approx(sum(parts))
     assert len(row["class_iou"]) == 19 and json.loads(row["config_json"])["train"]["iterations"] == 6
 
 
@@ -110,8 +112,32 @@ def test_cli_report_only_and_dry_run(finished, capsys):
     spec, root, res = finished
     assert cli.main([str(spec.path), "--results", str(root / "results"), "--report-only"]) == 0
     assert (root / "results" / "tables" / "contrastive" / "table1" / "table.md").exists()
-    assert cli.main([str(spec.path), "--dry-run", "--seeds", "3"]) == 0
+    # With stored trials of the same configs, the estimate comes from their time split, no probe.
+    assert cli.main([str(spec.path), "--results", str(root / "results"), "--dry-run", "--seeds", "3"]) == 0
     out = capsys.readouterr().out
-    assert "2 cells x 3 seeds = 6 trials" in out and "device-hours" in out
+    assert "2 cells x 3 seeds = 6 trials to run" in out and "device-hours" in out
+    assert "finished trials with the same config (6 trials)" in out and "probe" not in out
+    assert "stored time split per trial (mean): launch" in out
+    assert cli.main([str(spec.path), "--results", str(root / "results"), "--dry-run", "--seeds", "3",
+                     "--resume"]) == 0
+    assert "= 2 trials to run" in capsys.readouterr().out
+    # Nothing stored: one short calibration run per distinct config.
+    assert cli.main([str(spec.path), "--results", str(root / "empty"), "--dry-run"]) == 0
+    assert "a 20-iteration probe run (4 trials)" in capsys.readouterr().out
     assert cli.main([str(spec.path), "--seeds", "0"]) == 2
     assert "--seeds 0: expected >= 1" in capsys.readouterr().err
+
+
+def test_estimate_probes_once_per_config_and_packs_longest_first():
+    from types import SimpleNamespace
+
+    from unisemi.ablation.runner import cost_key, estimate, makespan
+    cfg = lambda lr, seed: {"train": {"seed": seed, "iterations": 9}, "data": {"split_seed": seed}, "optim": {"lr": lr}}
+    trials = [SimpleNamespace(config=cfg(lr, seed)) for lr in (0.1, 0.2, 0.3) for seed in (0, 1)]
+    assert cost_key(cfg(0.1, 0)) == cost_key(cfg(0.1, 5)) != cost_key(cfg(0.2, 0))
+    stored = {cost_key(cfg(0.3, 0)): {"launch_s": 1.0, "setup_s": 2.0, "data_s": 0.0, "train_s": 5.0, "eval_s": 2.0}}
+    probed = []
+    seconds, sources = estimate(trials, stored, lambda t: probed.append(t) or 20.0 * t.config["optim"]["lr"])
+    assert len(probed) == 2 and sources == {"stored": 2, "probe": 4}
+    assert seconds == pytest.approx([2, 2, 4, 4, 10, 10])
+    assert makespan(seconds, 2) == pytest.approx(16) and makespan([5, 4, 3, 3, 3], 2) == pytest.approx(10)

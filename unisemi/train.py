@@ -134,6 +134,7 @@ def fit(cfg: Config, report=None, resume: str | Path | None = None, out_dir: str
     `stop_after` ends the run early at that iteration, as an interruption would (tests, budgets).
     """
     t_start = time.perf_counter()
+    started_at = time.time()   # epoch seconds: the runner subtracts the trial's launch time from it
     rank, world_size = ddp.world()
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
@@ -217,6 +218,7 @@ def fit(cfg: Config, report=None, resume: str | Path | None = None, out_dir: str
             record = evaluate_all(cfg, model, domains, device, done)
             record["splits"] = splits
             record["resumed_from"] = start       # 0 = this process started from scratch
+            record["started_at"] = started_at
             record["loss"] = {k: float(v) / loss_steps for k, v in loss_sums.items()}
             loss_sums, loss_steps = {}, 0
             record["lr"] = lr

@@ -65,7 +65,8 @@ def main(argv=None) -> int:
 
 def _main(args) -> int:
     from unisemi.ablation.report import write_outputs
-    from unisemi.ablation.runner import describe, probe_seconds, run_table
+    from unisemi.ablation.runner import (TIME_PARTS, cost_key, describe, estimate, probe_seconds,
+                                         run_table, stored_costs)
     from unisemi.ablation.store import TableStore
 
     if args.list:
@@ -84,12 +85,18 @@ def _main(args) -> int:
     only = parse_only(args.only)
     trials, pending = expand(spec, args.profile, args.seeds, overrides, only)
     out_dir = outputs_dir(args.results, spec)
-    if args.dry_run:
-        est = probe_seconds(trials[0]) if trials else None
-        print(describe(trials, pending, spec, args.workers_per_trial, args.cpus_per_trial,
-                       args.gpus_per_trial, est))
-        return 0
     store = TableStore(args.results, spec.suite, spec.name)
+    if args.dry_run:
+        if args.resume:
+            done = store.completed()
+            trials = [t for t in trials if t.key not in done]
+        stored = stored_costs(store)
+        seconds, sources = estimate(trials, stored, probe_seconds)
+        used = [stored[k] for k in {cost_key(t.config) for t in trials} if k in stored]
+        split = {p: sum(u[p] for u in used) / len(used) for p in TIME_PARTS} if used else None
+        print(describe(trials, pending, spec, args.workers_per_trial, args.cpus_per_trial,
+                       args.gpus_per_trial, seconds, sources, split))
+        return 0
     if not args.report_only:
         res = run_table(spec, profile=args.profile, seeds=args.seeds, results_dir=args.results,
                         resume=args.resume, address=args.address, workers_per_trial=args.workers_per_trial,

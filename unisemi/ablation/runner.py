@@ -47,7 +47,12 @@ def store_callback(store: TableStore, meta: dict, payload_of, total: int, log):
 
     class StoreCallback(tune.Callback):
         def __init__(self):
-            self.devices, self.finished = {}, 0
+            self.devices, self.finished, self.launched = {}, 0, {}
+
+        def on_trial_start(self, iteration, trials, trial, **info):
+            self.launched[payload_of(trial)["key"]] = time.time()
+
+        on_trial_restart = on_trial_recover = on_trial_start   # a retry launches again
 
         def _progress(self, t, what):
             self.finished += 1
@@ -63,7 +68,8 @@ def store_callback(store: TableStore, meta: dict, payload_of, total: int, log):
             if result.get("failed"):
                 store.merge(t["key"], [failure_row(t, meta, result["failed"], result.get("error", ""), device, node)])
             elif "record" in result:
-                store.merge(t["key"], rows_for(result["record"], t, meta, device, node))
+                store.merge(t["key"], rows_for(result["record"], t, meta, device, node,
+                                               self.launched.get(t["key"])))
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             t = payload_of(trial)
@@ -201,26 +207,83 @@ def check_complete(store: TableStore, trials) -> list[str]:
     return [t.key for t in trials if t.key not in have]
 
 
+def cost_key(config: dict) -> str:
+    """A trial's config without its seeds: trials that share it cost the same to run."""
+    import hashlib
+    import json
+    c = json.loads(json.dumps(config))
+    c.get("train", {}).pop("seed", None)
+    c.get("data", {}).pop("split_seed", None)
+    return hashlib.sha1(json.dumps(c, sort_keys=True).encode()).hexdigest()[:16]
+
+
+TIME_PARTS = ("launch_s", "setup_s", "data_s", "train_s", "eval_s")
+
+
+def stored_costs(store: TableStore) -> dict:
+    """{cost_key: mean seconds of each time part} over the stored finished trials (final rows)."""
+    import json
+    fin = store.final_rows()
+    if not len(fin):
+        return {}
+    fin = fin[fin["status"] == "ok"].drop_duplicates("trial")
+    out = {}
+    for key, group in fin.groupby(fin["config_json"].map(lambda j: cost_key(json.loads(j)))):
+        out[key] = {p: float(group[p].fillna(0.0).mean()) for p in TIME_PARTS}
+    return out
+
+
+def estimate(trials, stored: dict, probe) -> tuple[list[float], dict]:
+    """Seconds per trial: the stored time split of finished trials with the same config (seeds
+    aside), else `probe(trial)` (a short calibration run), measured once per distinct config."""
+    probed, seconds, sources = {}, [], {"stored": 0, "probe": 0}
+    for t in trials:
+        key = cost_key(t.config)
+        if key in stored:
+            seconds.append(sum(stored[key].values()))
+            sources["stored"] += 1
+        else:
+            if key not in probed:
+                probed[key] = probe(t)
+            seconds.append(probed[key])
+            sources["probe"] += 1
+    return seconds, sources
+
+
+def makespan(seconds: list[float], slots: int) -> float:
+    """Longest-first greedy packing onto `slots` parallel slots (what Tune's FIFO order nears)."""
+    load = [0.0] * max(1, slots)
+    for s in sorted(seconds, reverse=True):
+        load[load.index(min(load))] += s
+    return max(load)
+
+
 def describe(trials, pending: dict, spec: Spec, workers: int, cpus: float, gpus: float,
-             est_trial_s: float | None) -> str:
+             seconds: list[float] | None = None, sources: dict | None = None,
+             split: dict | None = None) -> str:
     cells = {t.cell_id for t in trials}
     seeds = sorted({t.seed for t in trials})
     n = len(trials)
     lines = [f"{len(cells)} cells x {len(seeds)} seeds" +
              (" (per-domain trials for some cells)" if n != len(cells) * len(seeds) else "") +
-             f" = {n} trials"]
+             f" = {n} trials to run"]
     if workers >= 1:
         lines.append(f"resources per trial: TorchTrainer with {workers} workers x "
                      f"({cpus:g} CPU{f', {gpus:g} GPU' if gpus else ''})")
     else:
         lines.append(f"resources per trial: {cpus:g} CPU{f', {gpus:g} GPU' if gpus else ''} (in-process fit)")
-    if est_trial_s is not None:
+    if seconds:
         devices = max(1, workers)
         slots = max(1, int((os.cpu_count() or 1) // (cpus * devices)))
-        waves = -(-n // slots)
-        lines.append(f"estimated cost: {n} x {est_trial_s:.0f} s = {n * est_trial_s * devices / 3600:.3f} "
-                     f"device-hours; about {waves * est_trial_s / 60:.1f} min on this machine's "
-                     f"{slots} slot(s) (from a measured 20-iteration probe of the first trial)")
+        how = " and ".join(f"{k} ({v} trials)" for k, v in (
+            ("stored time splits of finished trials with the same config", (sources or {}).get("stored", 0)),
+            ("a 20-iteration probe run", (sources or {}).get("probe", 0))) if v)
+        lines.append(f"estimated cost: {sum(seconds) * devices / 3600:.3f} device-hours; about "
+                     f"{makespan(seconds, slots) / 60:.1f} min on this machine's {slots} slot(s), "
+                     f"from {how}")
+        if split:
+            lines.append("stored time split per trial (mean): " +
+                         ", ".join(f"{k[:-2]} {v:.1f} s" for k, v in split.items()))
     for cid, reason in pending.items():
         lines.append(f"pending cell {cid}: {reason}")
     return "\n".join(lines)

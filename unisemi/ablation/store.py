@@ -25,7 +25,7 @@ COLUMNS = {
     "miou": pa.float64(), "pixel_acc": pa.float64(),
     "class_names": pa.list_(pa.string()), "class_iou": pa.list_(pa.float64()),
     "loss_json": pa.string(),
-    "wall_s": pa.float64(), "setup_s": pa.float64(), "data_s": pa.float64(),
+    "wall_s": pa.float64(), "launch_s": pa.float64(), "setup_s": pa.float64(), "data_s": pa.float64(),
     "train_s": pa.float64(), "eval_s": pa.float64(), "device_hours": pa.float64(),
     "device": pa.string(), "node": pa.string(), "workers": pa.int64(), "git_rev": pa.string(),
     "config_hash": pa.string(), "config_json": pa.string(), "time_utc": pa.string(),
@@ -49,13 +49,15 @@ class TableStore:
 
     def read_trial(self, trial_key: str) -> pd.DataFrame:
         path = self.trial_file(trial_key)
-        return pq.read_table(path).to_pandas() if path.exists() else _empty()
+        # Reindexed so files written before a column was added still merge and finalize.
+        return pq.read_table(path).to_pandas().reindex(columns=list(COLUMNS)) if path.exists() else _empty()
 
     def read(self) -> pd.DataFrame:
         files = sorted(self.dir.glob("trial-*.parquet")) if self.dir.exists() else []
         if not files:
             return _empty()
-        return pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
+        return pd.concat([pq.read_table(f).to_pandas().reindex(columns=list(COLUMNS)) for f in files],
+                         ignore_index=True)
 
     def merge(self, trial_key: str, rows: list[dict]) -> None:
         """Upsert a trial's rows on (iteration, domain)."""

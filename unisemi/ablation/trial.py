@@ -48,11 +48,17 @@ def node_id() -> str | None:
     return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
 
 
-def rows_for(record: dict, trial: dict, meta: dict, device: str, node: str | None = None) -> list[dict]:
-    """One store row per domain of one evaluation record (built on the driver)."""
+def rows_for(record: dict, trial: dict, meta: dict, device: str, node: str | None = None,
+             launched_at: float | None = None) -> list[dict]:
+    """One store row per domain of one evaluation record (built on the driver). `launched_at`
+    (epoch seconds) is when the driver started this attempt of the trial: the launch overhead is
+    the time from there to the start of `fit` (actor or TorchTrainer start, imports)."""
     rows = []
     timing = record.get("timing") or {}
-    wall = float(sum(timing.values())) if timing else None
+    launch = None
+    if launched_at is not None and record.get("started_at") is not None:
+        launch = max(float(record["started_at"]) - launched_at, 0.0)   # clocks of two nodes may skew
+    wall = float(sum(timing.values())) + (launch or 0.0) if timing else None
     workers = max(meta["workers"], 1)
     for domain, m in record["domains"].items():
         names = list(m["iou"])
@@ -63,7 +69,7 @@ def rows_for(record: dict, trial: dict, meta: dict, device: str, node: str | Non
             iteration=record["iteration"], resumed_from=record.get("resumed_from"), is_final=False, is_best=False, status="ok", error=None,
             miou=m["miou"], pixel_acc=m["pixel_acc"], class_names=names,
             class_iou=[m["iou"][n] for n in names], loss_json=json.dumps(record.get("loss", {})),
-            wall_s=wall, device_hours=None if wall is None else wall * workers / 3600.0,
+            wall_s=wall, device_hours=None if wall is None else wall * workers / 3600.0, launch_s=launch,
             setup_s=timing.get("setup"), data_s=timing.get("data"), train_s=timing.get("train"),
             eval_s=timing.get("eval"), weights_hash=record.get("weights_hash")))
     return rows
