@@ -271,6 +271,26 @@ def test_batched_class_attention_equals_one_mlp_per_class():
     assert torch.allclose(grouped[in_mem], flat.view(3, 6)[in_mem], atol=1e-12)
 
 
+def test_grouped_mm_class_attention_equals_one_mlp_per_class_with_gradients():
+    # float32 with widths a multiple of 4 takes the CPU grouped_mm path, which skips invalid rows
+    from unisemi.methods.contrastive.attention import ClassAttention
+    from unisemi.methods.contrastive.reference import attention_scores_loop
+    torch.manual_seed(0)
+    att = ClassAttention(3, 8, 12)
+    x = torch.randn(70, 8)
+    cls, valid = torch.randint(0, 3, (70,)), torch.rand(70) > 0.3
+    valid[cls == 2] = False                                      # a class with no valid row
+    weight = torch.rand(70)
+    grads = []
+    for f in (att.score, lambda *a: attention_scores_loop(att, *a)):
+        s = f(x, cls, valid)
+        grads.append((s, torch.autograd.grad((torch.where(valid, s, 0) * weight).sum(), list(att.parameters()))))
+    (fast, g_fast), (slow, g_slow) = grads
+    assert torch.isfinite(fast).all() and torch.allclose(fast[valid], slow[valid], atol=1e-6)
+    for a, b in zip(g_fast, g_slow):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
 def test_domain_adaptation_samples_the_source_but_never_stores_it_in_the_bank():
     cfg, model, state, batch = _state_and_batch(["contrastive.source_domain=game",
                                                  "contrastive.feature_filter=false"])

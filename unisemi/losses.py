@@ -29,5 +29,9 @@ def cross_entropy(logits: torch.Tensor, target: torch.Tensor, class_weight: torc
 
 def entropy_map(logits: torch.Tensor, dim: int = 1) -> torch.Tensor:
     """Shannon entropy (nats) of softmax(logits) along `dim`."""
-    logp = F.log_softmax(logits, dim=dim)
-    return -(logp.exp() * logp).sum(dim)
+    return entropy_from_logp(F.log_softmax(logits, dim=dim), dim)
+
+
+def entropy_from_logp(logp: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """The same from log-probabilities, for callers that already hold them (one log-softmax)."""
+    return -torch.linalg.vecdot(logp.exp(), logp, dim=dim)      # one pass, no (.., C, ..) product

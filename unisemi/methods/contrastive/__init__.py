@@ -20,7 +20,7 @@ from torch import nn
 
 from unisemi.data import augment as aug
 from unisemi.data.transforms import normalize_float
-from unisemi.losses import IGNORE_INDEX, entropy_map
+from unisemi.losses import IGNORE_INDEX, entropy_from_logp
 from unisemi.methods.contrastive.attention import ClassAttention
 from unisemi.methods.contrastive.loss import contrastive_loss, l1_normalised
 from unisemi.methods.contrastive.memory import push, select
@@ -93,9 +93,14 @@ def class_weights(counts: torch.Tensor) -> torch.Tensor:
 def weighted_ce(logits, target, class_weight=None, pixel_weight=None, over_all_pixels: bool = False):
     """Eq. 3: mean over pixels of alpha_y * beta_n * CE. The mean runs over valid pixels, or over
     all pixels (void ones count as 0) when `over_all_pixels`, as the release averages L_pseudo."""
+    return weighted_nll(F.log_softmax(logits, 1), target, class_weight, pixel_weight, over_all_pixels)
+
+
+def weighted_nll(logp, target, class_weight=None, pixel_weight=None, over_all_pixels: bool = False):
+    """`weighted_ce` from log-probabilities, so that L_pseudo and L_ent share one log-softmax."""
     valid = target != IGNORE_INDEX
     safe = torch.where(valid, target, torch.zeros_like(target))
-    nll = F.cross_entropy(logits, safe, reduction="none")
+    nll = F.nll_loss(logp, safe, reduction="none")
     w = valid.to(nll.dtype)
     if class_weight is not None:
         w = w * class_weight[safe]
@@ -105,10 +110,11 @@ def weighted_ce(logits, target, class_weight=None, pixel_weight=None, over_all_p
     return (nll * w).sum() / denom
 
 
-def mean_entropy(logits, target):
-    """Eq. 7: mean softmax entropy over the non-void pixels of the strong views."""
-    valid = (target != IGNORE_INDEX).to(logits.dtype)
-    return (entropy_map(logits) * valid).sum() / valid.sum().clamp_min(1)
+def mean_entropy(logp, target):
+    """Eq. 7: mean softmax entropy over the non-void pixels of the strong views, from their
+    log-probabilities (shared with L_pseudo: one log-softmax)."""
+    valid = (target != IGNORE_INDEX).to(logp.dtype)
+    return (entropy_from_logp(logp) * valid).sum() / valid.sum().clamp_min(1)
 
 
 def down(labels: torch.Tensor, size) -> torch.Tensor:
@@ -241,11 +247,12 @@ def losses(model, state, batch: dict, step: int) -> dict[str, torch.Tensor]:
     lam_pseudo = c.lambda_pseudo if after_warmup else 0.0
     if c.released_sigmoid_ramp and not after_warmup:
         lam_pseudo = c.lambda_pseudo * math.exp(-5.0 * (1.0 - step / max(c.warmup, 1)) ** 2)
+    logp_s = F.log_softmax(logits_s, 1)
     if lam_pseudo > 0:
-        terms["pseudo"] = lam_pseudo * weighted_ce(
-            logits_s, pl_s, alpha, conf_s ** c.sharpen, over_all_pixels=c.released_pseudo_mean_all_pixels)
+        terms["pseudo"] = lam_pseudo * weighted_nll(
+            logp_s, pl_s, alpha, conf_s ** c.sharpen, over_all_pixels=c.released_pseudo_mean_all_pixels)
     if c.lambda_ent > 0:
-        terms["ent"] = c.lambda_ent * mean_entropy(logits_s, pl_s)
+        terms["ent"] = c.lambda_ent * mean_entropy(logp_s, pl_s)
 
     if c.lambda_contr > 0:
         update_memory(state, normalize_float(x_target), y_target, out["features"][:len(x_target)])

@@ -90,39 +90,43 @@ class ClassAttention(nn.Module):
             return mean, var
         return self.running_mean, self.running_var
 
+    def _affine(self, total, total_sq, count):
+        """Per-class BN scale and shift (C, H) for the bias-free hidden layer h = x w1 from its
+        class sums: b1 only moves the batch mean, so it enters through the shift (and cancels
+        in training mode, as a bias before BN does)."""
+        mean = total / count.clamp_min(1).unsqueeze(-1)
+        var = (total_sq / count.clamp_min(1).unsqueeze(-1) - mean * mean).clamp_min(0)
+        mean, var = self._norm(mean + self.b1, var, count)
+        scale = self.bn_weight / torch.sqrt(var + self.eps)
+        return scale, self.bn_bias + (self.b1 - mean) * scale
+
     def score(self, x: torch.Tensor, cls: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """Sigmoid scores (N,) of vectors x (N, D) by the module of their class cls (N,); rows with
         valid=False do not enter the statistics and get an arbitrary score."""
         c, d, hdim = self.w1.shape
-        cls = torch.where(valid, cls, torch.zeros_like(cls))
-        # Work in the class-block layout: every per-class lookup is per block, not per row, and
-        # the per-class sums are batched matmuls with the validity column.
-        layout = block_layout(cls, c)
-        bc = layout[3]
-        vb = to_blocks(valid.to(x.dtype), layout).unsqueeze(-1)                  # (B, T, 1)
-        h = torch.baddbmm(self.b1[bc].unsqueeze(1), to_blocks(x, layout), self.w1[bc])
-        vt = vb.transpose(1, 2)
-        count = torch.zeros(c, dtype=h.dtype, device=h.device).index_add_(0, bc, vb.sum((1, 2)))
-        total = torch.zeros(c, hdim, dtype=h.dtype, device=h.device).index_add_(0, bc, torch.bmm(vt, h)[:, 0])
-        total_sq = torch.zeros(c, hdim, dtype=h.dtype, device=h.device).index_add_(0, bc, torch.bmm(vt, h * h)[:, 0])
-        mean = total / count.clamp_min(1).unsqueeze(-1)
-        var = (total_sq / count.clamp_min(1).unsqueeze(-1) - mean * mean).clamp_min(0)
-        mean, var = self._norm(mean, var, count)
-        scale = self.bn_weight / torch.sqrt(var + self.eps)                       # (C, H)
-        shift = self.bn_bias - mean * scale
-        h = F.leaky_relu(torch.addcmul(shift[bc].unsqueeze(1), h, scale[bc].unsqueeze(1)), 0.2)
-        s = torch.sigmoid(torch.baddbmm(self.b2[bc].view(-1, 1, 1), h, self.w2[bc].unsqueeze(-1)))[..., 0]
-        return from_blocks(s, layout)
+        # Rows sorted by class, invalid ones last (key C): on CPU the grouped matmul then skips
+        # them, as a per-class loop would, with no data-dependent shape.
+        key, order = torch.sort(torch.where(valid, cls, c), stable=True)
+        counts = torch.bincount(key, minlength=c + 1)[:c]
+        xs = x[order]
+        if x.device.type == "cpu" and x.dtype == torch.float32 and d % 4 == 0 and hdim % 4 == 0:
+            h = F.grouped_mm(xs, self.w1, offs=torch.cumsum(counts, 0).to(torch.int32))
+        else:    # grouped_mm: float32 with 16-byte strides only, and a host sync on CUDA
+            h = grouped_linear(xs, key.clamp_max(c - 1), self.w1, c)
+        h = torch.where((key < c).unsqueeze(1), h, 0)        # grouped_mm leaves those rows unset
+        onehot = (key == torch.arange(c, device=key.device).unsqueeze(1)).to(h.dtype)     # (C, N)
+        scale, shift = self._affine(onehot @ h, onehot @ (h * h), counts.to(h.dtype))
+        # Per-row parameters by index_select (backward: index_add_), a zero row for the invalid key.
+        rows = lambda t: F.pad(t, (0, 0, 0, 1)).index_select(0, key)      # noqa: E731
+        r_scale, r_shift, r_w2, r_b2 = rows(scale), rows(shift), rows(self.w2), rows(self.b2.unsqueeze(1))
+        h = F.leaky_relu(torch.addcmul(r_shift, h, r_scale), 0.2)
+        s = torch.sigmoid(torch.linalg.vecdot(h, r_w2) + r_b2[:, 0])
+        return s.new_zeros(s.shape).index_copy(0, order, s)
 
     def score_grouped(self, m: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """Scores (C, K) of vectors already grouped by class, m (C, K, D), valid (C, K)."""
-        h = torch.bmm(m, self.w1) + self.b1.unsqueeze(1)                     # (C, K, H)
-        v = valid.to(h.dtype).unsqueeze(-1)
-        count = v.sum((1, 2))
-        mean = (h * v).sum(1) / count.clamp_min(1).unsqueeze(-1)
-        var = ((h - mean.unsqueeze(1)) ** 2 * v).sum(1) / count.clamp_min(1).unsqueeze(-1)
-        mean, var = self._norm(mean, var, count)
-        h = (h - mean.unsqueeze(1)) / torch.sqrt(var.unsqueeze(1) + self.eps) * self.bn_weight.unsqueeze(1) \
-            + self.bn_bias.unsqueeze(1)
-        h = F.leaky_relu(h, 0.2)
-        return torch.sigmoid((h * self.w2.unsqueeze(1)).sum(-1) + self.b2.unsqueeze(1))
+        h = torch.bmm(m, self.w1)                                             # (C, K, H)
+        v = valid.to(h.dtype).unsqueeze(1)                                    # (C, 1, K)
+        scale, shift = self._affine(torch.bmm(v, h)[:, 0], torch.bmm(v, h * h)[:, 0], v.sum((1, 2)))
+        h = F.leaky_relu(torch.addcmul(shift.unsqueeze(1), h, scale.unsqueeze(1)), 0.2)
+        return torch.sigmoid(torch.bmm(h, self.w2.unsqueeze(-1))[..., 0] + self.b2.unsqueeze(1))
