@@ -141,3 +141,30 @@ def test_estimate_probes_once_per_config_and_packs_longest_first():
     assert len(probed) == 2 and sources == {"stored": 2, "probe": 4}
     assert seconds == pytest.approx([2, 2, 4, 4, 10, 10])
     assert makespan(seconds, 2) == pytest.approx(16) and makespan([5, 4, 3, 3, 3], 2) == pytest.approx(10)
+
+
+def test_missing_pretrained_caches_are_built_once_per_model_config_before_the_trials(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import unisemi.pretrain as pretrain
+    from unisemi.ablation.runner import prepare_pretrained
+    from unisemi.config import load_config, to_dict
+    monkeypatch.setenv("UNISEMI_CACHE", str(tmp_path))
+    calls = []
+
+    def fake_build(model_cfg, config=None):
+        path = pretrain.cache_path(pretrain.config_for(model_cfg))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"weights")
+        calls.append(model_cfg.width)
+        return path
+
+    monkeypatch.setattr(pretrain, "ensure_pretrained", fake_build)
+    config = lambda width, init, seed: to_dict(load_config(  # noqa: E731
+        "supervised_city", [f"model.width={width}", f"model.pretrained={init}", f"train.seed={seed}"]))
+    trials = [SimpleNamespace(key=f"t{i}", config=config(w, init, s))
+              for i, (w, init, s) in enumerate([(8, "synthetic", 0), (8, "synthetic", 1),
+                                                (16, "synthetic", 0), (8, "none", 0)])]
+    built = prepare_pretrained(trials, log=lambda *a: None)
+    assert calls == [8, 16] and len(built) == 2 and all(p.exists() for p in built)
+    assert prepare_pretrained(trials, log=lambda *a: None) == [] and calls == [8, 16]

@@ -128,6 +128,7 @@ def run_table(spec: Spec, *, profile: str = "laptop", seeds: int | None = None,
         + (f"; {len(pending)} cells pending: " + "; ".join(f"{c} ({r})" for c, r in pending.items())
            if pending else ""))
     if todo:
+        prepare_pretrained(todo, log)
         _launch(spec, todo, store, profile, results_dir, address, workers_per_trial, cpus_per_trial,
                 gpus_per_trial, max_concurrent, max_failures, num_cpus, inject_fault, log, ray, tune)
     missing = check_complete(store, trials)
@@ -135,6 +136,33 @@ def run_table(spec: Spec, *, profile: str = "laptop", seeds: int | None = None,
     failed = failed[failed["status"] != "ok"] if len(failed) else failed
     return {"ran": len(todo), "skipped": len(trials) - len(todo), "pending": pending,
             "failed": len(failed), "missing": missing, "store": store, "trials": trials}
+
+
+def prepare_pretrained(trials, log=print) -> list:
+    """Build each missing `model.pretrained: synthetic` cache once, on the driver with all its
+    cores, before any trial starts: otherwise the first trial would build it on its one thread
+    while the others wait on the cache lock. (On a cluster, point $UNISEMI_CACHE at shared storage.)"""
+    import time
+
+    from unisemi.config import build_config
+    from unisemi.pretrain import cache_path, config_for, ensure_pretrained
+
+    built, seen = [], set()
+    for t in trials:
+        if str(t.config["model"].get("pretrained", "none")).strip().lower() != "synthetic":
+            continue
+        model_cfg = build_config(t.config, f"trial {t.key}").model
+        path = cache_path(config_for(model_cfg))
+        if path in seen:
+            continue
+        seen.add(path)
+        if not path.exists():
+            log(f"building the pretrained stand-in {path.name} (python -m unisemi pretrain) ...")
+            t0 = time.perf_counter()
+            ensure_pretrained(model_cfg)
+            log(f"built {path} in {time.perf_counter() - t0:.0f} s")
+            built.append(path)
+    return built
 
 
 def _launch(spec, todo, store, profile, results_dir, address, workers_per_trial, cpus_per_trial,
