@@ -101,7 +101,7 @@ def _setup(*extra):
     from unisemi.models import build_model
     torch.manual_seed(0)
     dds = {d: load_domain(cfg.data, d) for d in cfg.data.domains}
-    model = build_model(cfg.model, {d: dd.num_classes for d, dd in dds.items()})
+    model = build_model(cfg.model, {d: U.head_classes(cfg, d, dd.num_classes) for d, dd in dds.items()})
     state = U.build(cfg, model)
     return cfg, model, state, dds
 
@@ -227,3 +227,67 @@ def test_viz_tsne_and_prediction_figures_from_two_checkpoints(tmp_path):
                 "--out", str(tmp_path / "p.png")]) == 0
     # input | 2 predictions | ground truth, 2 images of 32x64, drawn at 2x
     assert Image.open(tmp_path / "p.png").size == (4 * 64 * 2, 2 * 32 * 2)
+
+
+def _batch(dds):
+    from unisemi.data.transforms import normalize
+    lab = {d: dd.fetch("train", dd.labelled[:2]) for d, dd in dds.items()}
+    return {"labelled": {d: (normalize(x), y.long()) for d, (x, y) in lab.items()},
+            "unlabelled": {d: normalize(dd.fetch("train", dd.unlabelled[:2])[0]) for d, dd in dds.items()}}
+
+
+def test_released_none_class_adds_one_output_per_head_and_none_by_default():
+    for switch, extra in (("false", 0), ("true", 1)):
+        cfg, model, state, dds = _setup(f"universal.released_none_class={switch}")
+        batch = _batch(dds)
+        for d, dd in dds.items():
+            assert model.head_outputs[d] == dd.num_classes + extra
+            assert model(batch["labelled"][d][0], d)["logits"].shape[1] == dd.num_classes + extra
+            assert state.centroids(d).shape[0] == dd.num_classes     # no "None" label embedding
+
+
+def test_released_none_class_ce_normalises_over_the_none_logit_and_ignores_void():
+    cfg = _cfg("universal.released_none_class=true", "universal.alpha=0", "universal.beta=0")
+    # 3 pixels of a 2-class domain, 3 outputs (the last "None"); the third pixel is void
+    logits = torch.tensor([[1.0, 0.0, 2.0], [0.0, 1.0, 0.0], [5.0, 0.0, 9.0]]).T.reshape(1, 3, 1, 3)
+    y = torch.tensor([[[0, 1, 255]]])
+    model = type("M", (), {"encode": lambda self, x: {"out": x},
+                           "decode": lambda self, f, d, size: {"logits": logits}})()
+    state = type("S", (), {"cfg": cfg})()
+    got = U.losses(model, state, {"labelled": {"a": (torch.zeros(1, 3, 1, 3), y)}, "unlabelled": {}}, 0)
+    e = math.e
+    hand = (-math.log(e / (e + 1 + e ** 2)) - math.log(e / (1 + e + 1))) / 2
+    assert got["sup/a"].item() == pytest.approx(hand)
+    assert hand != pytest.approx((-math.log(e / (e + 1)) - math.log(e / (1 + e))) / 2)   # the logit counts
+
+
+def test_released_none_class_leaves_the_entropy_terms_unchanged():
+    terms = {}
+    for switch in ("false", "true"):
+        cfg, model, state, dds = _setup(f"universal.released_none_class={switch}")
+        if terms:   # the same encoder, projection and label embeddings; only the heads differ
+            model.encoder.load_state_dict(ref[0].encoder.state_dict())
+            state.projection.load_state_dict(ref[1].projection.state_dict())
+            for d in dds:
+                assert torch.equal(state.centroids(d), ref[1].centroids(d))
+        ref = (model, state)
+        terms[switch] = U.losses(model, state, _batch(dds), 0)
+    entropy = [k for k in terms["false"] if not k.startswith("sup/")]
+    assert entropy and set(terms["true"]) == set(terms["false"])
+    for k in entropy:
+        assert torch.allclose(terms["true"][k], terms["false"][k])
+
+
+def test_released_none_class_trains_evaluates_and_reloads(tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from unisemi.cli import cmd_eval
+    from unisemi.viz import load_run
+    res = fit(_cfg("universal.released_none_class=true", "train.iterations=3", "train.eval_every=3"),
+              out_dir=tmp_path)
+    town = res["final"]["domains"]["town"]
+    assert len(town["iou"]) == 11 and 0.0 <= town["miou"] <= 100.0
+    _, model, _ = load_run(str(tmp_path))
+    assert model.head_outputs == {"city": 20, "town": 12}
+    assert cmd_eval(SimpleNamespace(checkpoint=str(tmp_path), config=None, set=[])) == 0
+    assert "town: mIoU" in capsys.readouterr().out

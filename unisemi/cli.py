@@ -42,6 +42,7 @@ def cmd_eval(args) -> int:
     from unisemi import checkpoint
     from unisemi.config import build_config, load_values, _merge, parse_override
     from unisemi.data import load_domain
+    from unisemi.methods import head_sizes
     from unisemi.models import build_model
     from unisemi.train import evaluate_all, resolve_device
 
@@ -52,7 +53,7 @@ def cmd_eval(args) -> int:
     cfg = build_config(values, str(args.checkpoint))
     device = resolve_device(cfg.train.device)
     domains = {d: load_domain(cfg.data, d) for d in cfg.data.domains}
-    model = build_model(cfg.model, {d: dd.num_classes for d, dd in domains.items()}).to(device)
+    model = build_model(cfg.model, head_sizes(cfg, domains)).to(device)
     model.load_state_dict(ck["model"])
     with torch.no_grad():
         record = evaluate_all(cfg, model, domains, device, ck["step"])

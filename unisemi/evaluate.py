@@ -20,34 +20,57 @@ from unisemi.data import IGNORE_INDEX  # noqa: F401  (re-exported)
 _CHUNK = 1 << 18
 
 
-def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """(C, C) int64 counts, rows = ground truth, cols = prediction; ignore-labelled pixels skipped."""
+def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
+                     extra_column: bool = False) -> torch.Tensor:
+    """(C, C) int64 counts, rows = ground truth, cols = prediction; ignore-labelled pixels skipped.
+
+    `extra_column=True` accepts predictions >= C (a head output that is no class, as the universal
+    release's "None") and returns (C, C + 1): column C counts them, so such a pixel stays a miss of
+    its ground-truth class and is no class's false positive (`iou_from_confusion` reads it so).
+    Without it a prediction >= C is an error rather than a silent miscount.
+    """
     target = target.reshape(-1)
     pred = pred.reshape(-1)
     c = num_classes
+    w = c + 1  # spare row C for void labels, spare column C for predictions >= C
     # One bincount over a combined index is the whole matrix: no per-class or per-pixel loop.
     # The narrowest integer type that holds the bins cuts the memory traffic: int16 is 2x faster
-    # than int32 and 3x faster than int64 here. Void labels (>= C, or negative) are clamped onto one
-    # spare ground-truth row C, cut off at the end: a clamp is one cheap pass, where a boolean mask
-    # and a fill through it cost more than the bincount itself.
-    dtype = torch.int16 if (c + 1) * c < 2 ** 15 else torch.int32
-    counts = torch.zeros((c + 1) * c, dtype=torch.int64, device=target.device)
+    # than int32 and 3x faster than int64 here. Out-of-range values are clamped onto the spare row
+    # and column, cut off at the end: a clamp is one cheap pass, where a boolean mask and a fill
+    # through it cost more than the bincount itself.
+    dtype = torch.int16 if w * w < 2 ** 15 else torch.int32
+    counts = torch.zeros(w * w, dtype=torch.int64, device=target.device)
     for start in range(0, target.numel(), _CHUNK):
-        t = target[start:start + _CHUNK].to(dtype, copy=True)  # the caller's labels stay untouched
+        t = target[start:start + _CHUNK].to(dtype, copy=True)  # the caller's tensors stay untouched
         t.clamp_(max=c)
         if t.is_signed() and bool(t.min() < 0):  # a scalar sync; evaluation is outside the step
             t.masked_fill_(t.lt(0), c)
+        p = pred[start:start + _CHUNK].to(dtype, copy=True)
+        p.clamp_(max=c)
         # Both operands in the narrow type: a mixed-type in-place add takes a slow path (8x here).
-        flat = t.mul_(c).add_(pred[start:start + _CHUNK].to(dtype))
-        counts += torch.bincount(flat, minlength=(c + 1) * c)
-    return counts[: c * c].reshape(c, c)
+        counts += torch.bincount(t.mul_(w).add_(p), minlength=w * w)
+    counts = counts.view(w, w)[:c]
+    if extra_column:
+        return counts
+    if bool(counts[:, c].any()):
+        raise ValueError(f"confusion_matrix: a prediction is >= num_classes={c}; pass "
+                         f"extra_column=True to count it as a miss of its ground-truth class")
+    return counts[:, :c]
 
 
 def iou_from_confusion(conf: torch.Tensor, absent_as_zero: bool = False) -> torch.Tensor:
-    """Per-class IoU (float64, NaN where the class is in neither GT nor predictions)."""
+    """Per-class IoU (float64, NaN where the class is in neither GT nor predictions).
+
+    `conf` is (C, C), or (C, C + 1) from `confusion_matrix(..., extra_column=True)`: the last
+    column's pixels count in their ground-truth class's union (false negatives) and nowhere else.
+    """
+    if conf.dim() != 2 or conf.shape[1] not in (conf.shape[0], conf.shape[0] + 1):
+        raise ValueError(f"confusion matrix of shape {tuple(conf.shape)}: expected (C, C) or (C, C + 1)")
+    c = conf.shape[0]
     conf = conf.double()
-    tp = conf.diag()
-    union = conf.sum(0) + conf.sum(1) - tp
+    square = conf[:, :c]
+    tp = square.diag()
+    union = conf.sum(1) + square.sum(0) - tp
     iou = tp / union  # 0/0 -> NaN for absent classes
     if absent_as_zero:
         iou = torch.nan_to_num(iou, nan=0.0)
@@ -63,10 +86,10 @@ def mean_iou(iou: torch.Tensor) -> float:
 def summarize(conf: torch.Tensor, classes, absent_as_zero: bool = False) -> dict:
     """Metrics dict: miou, pixel accuracy and IoU per class name (all in %)."""
     iou = iou_from_confusion(conf, absent_as_zero)
-    total = conf.sum().item()
+    total = conf.sum().item()   # a (C, C + 1) matrix's last column: wrong pixels
     return {
         "miou": 100.0 * mean_iou(iou),
-        "pixel_acc": 100.0 * conf.diag().sum().item() / total if total else math.nan,
+        "pixel_acc": 100.0 * conf[:, :conf.shape[0]].diag().sum().item() / total if total else math.nan,
         "iou": {name: 100.0 * float(v) for name, v in zip(classes, iou)},
     }
 
@@ -74,15 +97,18 @@ def summarize(conf: torch.Tensor, classes, absent_as_zero: bool = False) -> dict
 @torch.no_grad()
 def evaluate_domain(model, images, labels, domain: str, num_classes: int, batch_size: int = 32,
                     device: torch.device | str = "cpu", normalize=None) -> torch.Tensor:
-    """Confusion matrix of `model`'s `domain` head over uint8 images (N, 3, H, W) and labels (N, H, W)."""
+    """Confusion matrix of `model`'s `domain` head over uint8 images (N, 3, H, W) and labels (N, H, W):
+    (C, C), or (C, C + 1) when the head has outputs beyond the C classes (see `confusion_matrix`)."""
     was_training = model.training
     model.eval()
-    conf = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
+    # From the model, not from the logits: every rank's matrix has the same shape, shard empty or not.
+    extra = model.head_outputs[domain] > num_classes
+    conf = torch.zeros(num_classes, num_classes + extra, dtype=torch.long, device=device)
     for start in range(0, len(images), batch_size):
         x = images[start:start + batch_size].to(device)
         x = normalize(x) if normalize is not None else x.float() / 255.0
         y = labels[start:start + batch_size].to(device)
         logits = model(x, domain)["logits"]
-        conf += confusion_matrix(logits.argmax(1), y, num_classes)
+        conf += confusion_matrix(logits.argmax(1), y, num_classes, extra_column=extra)
     model.train(was_training)
     return conf.cpu()

@@ -21,7 +21,7 @@ from unisemi.data import load_domain
 from unisemi.data.sampler import IndexSampler
 from unisemi.data.transforms import normalize, random_hflip
 from unisemi.evaluate import evaluate_domain, summarize
-from unisemi.methods import get_method
+from unisemi.methods import get_method, head_sizes
 from unisemi.models import build_model
 
 
@@ -144,7 +144,7 @@ def fit(cfg: Config, report=None, resume: str | Path | None = None, out_dir: str
 
     t0 = time.perf_counter()
     domains = {d: load_domain(cfg.data, d) for d in cfg.data.domains}
-    model = build_model(cfg.model, {d: dd.num_classes for d, dd in domains.items()}).to(device)
+    model = build_model(cfg.model, head_sizes(cfg, domains)).to(device)
     state = method.build(cfg, model).to(device)
     ddp.broadcast_state(model)
     ddp.broadcast_state(state)

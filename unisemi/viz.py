@@ -22,11 +22,12 @@ def load_run(path: str):
     from unisemi import checkpoint
     from unisemi.config import build_config
     from unisemi.data import load_domain
+    from unisemi.methods import head_sizes
     from unisemi.models import build_model
     ck = checkpoint.load(path)
     cfg = build_config(ck["config"], str(path))
     domains = {d: load_domain(cfg.data, d) for d in cfg.data.domains}
-    model = build_model(cfg.model, {d: dd.num_classes for d, dd in domains.items()})
+    model = build_model(cfg.model, head_sizes(cfg, domains))
     model.load_state_dict(ck["model"])
     return cfg, model.eval(), domains
 

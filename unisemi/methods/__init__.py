@@ -3,6 +3,7 @@
     NEEDS_UNLABELLED: bool
     RAW_IMAGES: bool (optional)   # batches hold float [0, 1] images that the method augments
     extra_labelled(config) -> {domain: DataConfig} (optional)   # extra labelled-only domains
+    head_classes(config, domain, num_classes) -> int (optional)  # outputs of a domain's head
     build(config, model) -> nn.Module                 # method state: extra modules and buffers
     losses(model, state, batch, step) -> dict[str, Tensor]   # weighted terms; their sum is the loss
     after_step(model, state, step) -> None            # EMA teacher, memory bank, centroids
@@ -23,3 +24,10 @@ def get_method(name: str):
     if name not in METHODS:
         raise ValueError(f"unknown method '{name}' (known: {', '.join(sorted(METHODS))})")
     return METHODS[name]
+
+
+def head_sizes(cfg, domains: dict) -> dict[str, int]:
+    """{domain: outputs of its head} for `build_model`: the domain's classes unless the method
+    widens a head (the universal release's "None" class)."""
+    widen = getattr(get_method(cfg.method), "head_classes", None)
+    return {d: (widen(cfg, d, dd.num_classes) if widen else dd.num_classes) for d, dd in domains.items()}

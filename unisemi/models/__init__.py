@@ -39,6 +39,7 @@ class SegmentationModel(nn.Module):
         self.cfg = cfg
         self.encoder_channels = int(encoder.out_channels)
         self.heads = nn.ModuleDict()
+        self.head_outputs: dict[str, int] = {}   # logits per domain: its classes, or more (evaluate.py)
         self.feature_channels: int | None = None
         for domain, num_classes in label_spaces.items():
             self.add_head(domain, num_classes)
@@ -56,6 +57,7 @@ class SegmentationModel(nn.Module):
                                  int(num_classes), self.cfg)
         head.to(next(self.encoder.parameters()).device)
         self.feature_channels = int(head.feature_channels)
+        self.head_outputs[domain] = int(num_classes)
         return head
 
     def add_head(self, domain: str, num_classes: int) -> nn.Module:

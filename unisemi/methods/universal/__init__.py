@@ -21,6 +21,14 @@ from unisemi.methods.universal.embeddings import class_centroids, pretrained_cen
 NEEDS_UNLABELLED = True
 
 
+def head_classes(cfg, domain: str, num_classes: int) -> int:
+    """Outputs of a domain's head. `released_none_class`: one more, the release's "None" class,
+    which is never a target (void stays ignored) but enters the softmax of the supervised CE and
+    the argmax at evaluation, where predicting it is a miss (evaluate.confusion_matrix). The
+    entropy module still scores only the C real classes, as the release drops its "None" embedding."""
+    return num_classes + 1 if cfg.universal.released_none_class else num_classes
+
+
 class State(nn.Module):
     def __init__(self, cfg, model, classes: dict):
         super().__init__()
@@ -110,7 +118,7 @@ def losses(model, state, batch: dict, step: int) -> dict[str, torch.Tensor]:
         part = {k: v[start:start + len(x)] for k, v in feats.items()}
         start += len(x)
         logits = model.decode(part, d, x.shape[-2:])["logits"]   # a domain's images, its own head
-        terms[f"sup/{d}"] = cross_entropy(logits, y)
+        terms[f"sup/{d}"] = cross_entropy(logits, y)   # over every output, "None" included
     if not use_entropy:
         return terms
     emb = {}

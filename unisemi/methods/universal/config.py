@@ -22,3 +22,4 @@ class UniversalConfig:
     # Departures of the official release, off by default.
     released_full_resolution: bool = False           # entropy at input resolution after x8 upsampling
     released_normalised_label_embeddings: bool = False   # label embeddings L2-normalised, pixels not
+    released_none_class: bool = False    # heads get C + 1 outputs, the last a "None" class never a target
