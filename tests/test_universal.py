@@ -291,3 +291,21 @@ def test_released_none_class_trains_evaluates_and_reloads(tmp_path, capsys):
     assert model.head_outputs == {"city": 20, "town": 12}
     assert cmd_eval(SimpleNamespace(checkpoint=str(tmp_path), config=None, set=[])) == 0
     assert "town: mIoU" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("preset, method, domains", [
+    ("univ_basic", "supervised", ("city", "town")), ("univ_cross", "universal", ("city", "town")),
+    ("universal_city_town", "universal", ("city", "town")), ("univ_full_k3", "universal", ("city", "town")),
+    ("univ_trainable_centroids", "universal", ("city", "town")), ("supervised_town", "supervised", ("town",)),
+    ("finetune_city_to_town", "finetune", ("town",))])
+def test_every_baseline_of_the_paper_is_a_preset_that_trains(preset, method, domains):
+    from unisemi.config import load_config
+    from unisemi.train import fit
+    cfg = load_config(preset, ["data.size=[32, 64]", "data.n_labelled=4", "data.batch_size=2",
+                               "data.unlabelled_batch_size=2", "data.val_images=2", "model.width=8",
+                               "train.iterations=2", "train.eval_every=2", "train.threads=1",
+                               "train.progress=false", "universal.init_iterations=2"])
+    assert cfg.method == method and tuple(cfg.data.domains) == domains
+    assert {"univ_cross": cfg.universal.beta == 0.0, "univ_full_k3": cfg.universal.centroids == 3,
+            "univ_trainable_centroids": cfg.universal.gamma == 0.9}.get(preset, True)
+    assert set(fit(cfg)["final"]["domains"]) == set(domains)
