@@ -137,9 +137,10 @@ def test_estimate_probes_once_per_config_and_packs_longest_first():
     assert cost_key(cfg(0.1, 0)) == cost_key(cfg(0.1, 5)) != cost_key(cfg(0.2, 0))
     stored = {cost_key(cfg(0.3, 0)): {"launch_s": 1.0, "setup_s": 2.0, "data_s": 0.0, "train_s": 5.0, "eval_s": 2.0}}
     probed = []
-    seconds, sources = estimate(trials, stored, lambda t: probed.append(t) or 20.0 * t.config["optim"]["lr"])
+    seconds, sources, split = estimate(trials, stored, lambda t: probed.append(t) or 20.0 * t.config["optim"]["lr"])
     assert len(probed) == 2 and sources == {"stored": 2, "probe": 4}
     assert seconds == pytest.approx([2, 2, 4, 4, 10, 10])
+    assert split == stored[cost_key(cfg(0.3, 0))]
     assert makespan(seconds, 2) == pytest.approx(16) and makespan([5, 4, 3, 3, 3], 2) == pytest.approx(10)
 
 

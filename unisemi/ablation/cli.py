@@ -65,8 +65,7 @@ def main(argv=None) -> int:
 
 def _main(args) -> int:
     from unisemi.ablation.report import write_outputs
-    from unisemi.ablation.runner import (TIME_PARTS, cost_key, describe, estimate, probe_seconds,
-                                         run_table, stored_costs)
+    from unisemi.ablation.runner import describe, estimate, probe_seconds, run_table, stored_costs
     from unisemi.ablation.store import TableStore
 
     if args.list:
@@ -90,10 +89,7 @@ def _main(args) -> int:
         if args.resume:
             done = store.completed()
             trials = [t for t in trials if t.key not in done]
-        stored = stored_costs(store)
-        seconds, sources = estimate(trials, stored, probe_seconds)
-        used = [stored[k] for k in {cost_key(t.config) for t in trials} if k in stored]
-        split = {p: sum(u[p] for u in used) / len(used) for p in TIME_PARTS} if used else None
+        seconds, sources, split = estimate(trials, stored_costs(store), probe_seconds)
         print(describe(trials, pending, spec, args.workers_per_trial, args.cpus_per_trial,
                        args.gpus_per_trial, seconds, sources, split))
         return 0

@@ -261,13 +261,15 @@ def stored_costs(store: TableStore) -> dict:
     return out
 
 
-def estimate(trials, stored: dict, probe) -> tuple[list[float], dict]:
+def estimate(trials, stored: dict, probe) -> tuple[list[float], dict, dict | None]:
     """Seconds per trial: the stored time split of finished trials with the same config (seeds
-    aside), else `probe(trial)` (a short calibration run), measured once per distinct config."""
-    probed, seconds, sources = {}, [], {"stored": 0, "probe": 0}
+    aside), else `probe(trial)` (a short calibration run), measured once per distinct config.
+    Also returns how many trials each source priced, and the mean stored split over the configs used."""
+    probed, seconds, sources, used = {}, [], {"stored": 0, "probe": 0}, {}
     for t in trials:
         key = cost_key(t.config)
         if key in stored:
+            used[key] = stored[key]
             seconds.append(sum(stored[key].values()))
             sources["stored"] += 1
         else:
@@ -275,7 +277,8 @@ def estimate(trials, stored: dict, probe) -> tuple[list[float], dict]:
                 probed[key] = probe(t)
             seconds.append(probed[key])
             sources["probe"] += 1
-    return seconds, sources
+    split = {p: sum(u[p] for u in used.values()) / len(used) for p in TIME_PARTS} if used else None
+    return seconds, sources, split
 
 
 def makespan(seconds: list[float], slots: int) -> float:
