@@ -1,15 +1,16 @@
 """Checkpoints that resume a run exactly: model, method state, optimizer, step, every RNG, history.
 
-Files are written to a temporary name and renamed, so a crash mid-write never leaves a torn file.
+Files are written atomically (`unisemi.atomic`), so a crash mid-write never leaves a torn file.
 """
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from unisemi.atomic import atomic_write
 
 FILENAME = "checkpoint.pt"
 
@@ -31,11 +32,7 @@ def save(path: str | Path, payload: dict) -> Path:
     path = Path(path)
     if path.is_dir() or not path.suffix:
         path = path / FILENAME
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def load(path: str | Path) -> dict:
