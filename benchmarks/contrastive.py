@@ -107,14 +107,14 @@ def step_ratio(repeat: int = 20):
     from unisemi.data.transforms import normalize_float
     from unisemi.methods import contrastive as M
     from unisemi.models import build_model
-    from unisemi.train import build_optimizer
+    from unisemi.optim import build_optimizer, default_groups
 
     cfg = load_config("contrastive_city", ["contrastive.warmup=0", "train.progress=false"])
     torch.manual_seed(0)
     dd = load_domain(cfg.data, "city")
     model = build_model(cfg.model, {"city": dd.num_classes})
     state = M.build(cfg, model)
-    opt = build_optimizer(cfg, model, state)
+    opt = build_optimizer(default_groups(cfg, model, state)[0])
     x, y = dd.fetch("train", dd.labelled[:cfg.data.batch_size])
     xu, _ = dd.fetch("train", dd.unlabelled[:cfg.data.unlabelled_batch_size])
     batch = {"labelled": {"city": (x.float() / 255, y.long())}, "unlabelled": {"city": xu.float() / 255}}
@@ -125,7 +125,7 @@ def step_ratio(repeat: int = 20):
         opt.zero_grad(set_to_none=True)
         sum(terms.values()).backward()
         opt.step()
-        M.after_step(model, state, 10)
+        M.update(model, state, batch, 10)
 
     xs = normalize_float(torch.cat([x.float() / 255] + [xu.float() / 255] * (n_student // len(xu)))[:n_student])
     xl, xun = normalize_float(x.float() / 255), normalize_float(xu.float() / 255)

@@ -20,7 +20,8 @@ from unisemi.data import load_domain  # noqa: E402
 from unisemi.data.transforms import normalize  # noqa: E402
 from unisemi.methods import universal as U  # noqa: E402
 from unisemi.models import build_model  # noqa: E402
-from unisemi.train import build_optimizer  # noqa: E402
+from unisemi.optim import build_optimizer, default_groups  # noqa: E402
+from unisemi.train import prior_stages  # noqa: E402
 
 VARIANTS = {
     "univ-basic (alpha = beta = 0)": ["universal.alpha=0", "universal.beta=0"],
@@ -34,8 +35,8 @@ def setup(extra):
     torch.manual_seed(0)
     dds = {d: load_domain(cfg.data, d) for d in cfg.data.domains}
     model = build_model(cfg.model, {d: dd.num_classes for d, dd in dds.items()})
-    state = U.build(cfg, model)
-    opt = build_optimizer(cfg, model, state)
+    state = U.build(cfg, model, prior_stages(cfg))
+    opt = build_optimizer(default_groups(cfg, model, state)[0])
     b, bu = cfg.data.batch_size, cfg.data.unlabelled_batch_size
     batch = {"labelled": {}, "unlabelled": {}}
     for d, dd in dds.items():

@@ -202,7 +202,10 @@ def test_memory_holds_teacher_projections_of_labelled_pixels_only():
             p.add_(1.0)
     x, y = batch["labelled"]["city"]
     from unisemi.data.transforms import normalize_float
-    M.update_memory(state, normalize_float(x), y)
+    memory, fill = M.memory_after_push(state, normalize_float(x), y)
+    assert int(state.fill.sum()) == 0                       # computed, not written
+    state.memory.copy_(memory)
+    state.fill.copy_(fill)
     n = int(state.fill.sum())
     # per image and class at most max(1, psi / N_l) = 2 entries: 2 images
     assert 0 < n and bool((state.fill <= 2 * state.per_image).all())
@@ -337,9 +340,9 @@ def test_unlabelled_contrastive_pixels_are_confidence_filtered_unless_released(m
     seen = {}
     real = M.contrast
 
-    def spy(state, feats, labels, valid):
+    def spy(state, feats, labels, valid, *bank):
         seen["unlabelled"] = int(valid[2:].sum())            # the first 2 maps are labelled
-        return real(state, feats, labels, valid)
+        return real(state, feats, labels, valid, *bank)
 
     monkeypatch.setattr(M, "contrast", spy)
     for released, expect_any in ((False, False), (True, True)):

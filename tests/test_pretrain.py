@@ -45,8 +45,9 @@ def test_generator_targets_are_consistent():
 
 def test_pretrained_file_loads_every_key_and_a_missing_key_is_reported(tmp_path):
     path, meta = P.pretrain(TINY, progress=False)
-    assert path == P.cache_path(TINY) and path.name == f"{P.cache_key(TINY)}.pt"
-    assert path.parent == tmp_path / "cache" / "pretrained"
+    from unisemi.stages import stage_hash
+    assert path == P.cache_path(TINY) and path.name == "encoder.pt"
+    assert path.parent == tmp_path / "cache" / "stages" / f"pretrained-{stage_hash(P.recipe(TINY))}"
     assert {"shape_miou", "texture_miou", "edge_f1"} <= set(meta["metrics"])
     encoder = ENCODERS["tiny"](8, 8)
     report = load_encoder_weights(encoder, path)
@@ -114,7 +115,9 @@ def test_two_processes_asking_for_a_missing_cache_make_one_valid_file(tmp_path):
     path = P.cache_path(TINY)
     assert results[0][0] == str(path)
     P.check_file(path, TINY)
-    assert sorted(p.name for p in path.parent.iterdir()) == [path.name, path.name + ".lock"]
+    assert sorted(p.name for p in path.parent.iterdir()) == ["encoder.pt", "recipe.json"]
+    # beside the stage: its lock only, no half-built folder left behind
+    assert sorted(p.name for p in path.parent.parent.iterdir()) == [f".{path.parent.name}.lock", path.parent.name]
 
 
 def test_fine_tuning_starts_from_the_pretrained_file(tmp_path, monkeypatch):

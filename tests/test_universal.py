@@ -8,7 +8,7 @@ import torch
 from unisemi.config import load_config
 from unisemi.methods import universal as U
 from unisemi.methods.universal.embeddings import class_centroids, kmeans, pca, pixel_embeddings
-from unisemi.train import fit
+from unisemi.train import fit, prior_stages
 
 TINY = ["data.size=[32, 64]", "data.n_labelled=8", "data.batch_size=2", "data.unlabelled_batch_size=2",
         "data.val_images=4", "model.width=8", "train.iterations=6", "train.eval_every=3",
@@ -102,15 +102,15 @@ def _setup(*extra):
     torch.manual_seed(0)
     dds = {d: load_domain(cfg.data, d) for d in cfg.data.domains}
     model = build_model(cfg.model, {d: U.head_classes(cfg, d, dd.num_classes) for d, dd in dds.items()})
-    state = U.build(cfg, model)
+    state = U.build(cfg, model, prior_stages(cfg))
     return cfg, model, state, dds
 
 
-def test_centroid_update_in_after_step_follows_gamma():
+def test_centroid_update_follows_gamma():
     for gamma in (1.0, 0.0):
         cfg, model, state, dds = _setup(f"universal.gamma={gamma}", "universal.update_every=1")
         before = state.centroids("town").clone()
-        U.after_step(model, state, 0)
+        U.update(model, state, {}, 0)
         after = state.centroids("town")
         if gamma == 1.0:
             assert torch.equal(after, before)
@@ -155,13 +155,17 @@ def test_pretrained_label_embeddings_are_built_once_and_cached(tmp_path, monkeyp
     monkeypatch.setenv("UNISEMI_CACHE", str(tmp_path))
     cfg = _cfg("universal.init=pretrain", "universal.init_iterations=4")
     from unisemi.methods.universal.embeddings import pretrained_centroids
-    a = pretrained_centroids(cfg, "town")
-    files = list((tmp_path / "label_embeddings").glob("town-*.pt"))
+    stages = prior_stages(cfg)
+    a = pretrained_centroids(cfg, "town", stages)
+    files = list((tmp_path / "stages").glob("label-embeddings-*/centroids.pt"))
     assert len(files) == 1 and a.shape == (11, 1, 4)
-    assert torch.equal(pretrained_centroids(cfg, "town"), a)             # loaded, not retrained
+    assert stages.used == {"label-embeddings": files[0].parent.name.split("-")[-1]}
+    fits = []
+    stages.fit = lambda values: fits.append(values)          # a second build would call it
+    assert torch.equal(pretrained_centroids(cfg, "town", stages), a) and fits == []   # loaded
     files[0].write_bytes(b"not a tensor")
-    with pytest.raises(RuntimeError, match="unreadable label-embedding cache.*delete it"):
-        pretrained_centroids(cfg, "town")
+    with pytest.raises(RuntimeError, match="unreadable label-embedding stage.*stages rebuild label-embeddings-"):
+        pretrained_centroids(cfg, "town", stages)
 
 
 def test_label_embedding_file_errors_name_the_problem(tmp_path):

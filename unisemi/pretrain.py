@@ -8,22 +8,19 @@ are light (1x1 convs), like the FCN head downstream, so what is learnt lives in 
 
     python -m unisemi pretrain --encoder tiny [--width 32] [--iterations N] [--out PATH] [--force]
 
-writes `{"state_dict": encoder weights, "meta": {...}}` to
-`cache_dir()/pretrained/<key>.pt` (`$UNISEMI_CACHE`, default `~/.cache/unisemi`); the key is
-`<encoder>[-w<width>]-world<WORLD_VERSION>-<hash of the pretraining config>`, so a changed
+writes `{"state_dict": encoder weights, "meta": {...}}` as the `pretrained` stage
+(`unisemi.stages`: `$UNISEMI_CACHE/stages/pretrained-<hash>/encoder.pt`, default cache
+`~/.cache/unisemi`); the recipe holds the pretraining config and the world version, so a changed
 generator, world or recipe never reuses a stale file. `model.pretrained=synthetic` resolves to
-that file (building it under a lock if missing) through `ensure_pretrained`.
+that file (building it under the stage lock if missing) through `ensure_pretrained`.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,10 +29,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from unisemi.atomic import atomic_write
 from unisemi.data.synthetic import shapes
 from unisemi.data.transforms import normalize_float
+from unisemi.stages import stage, stage_dir
 
 log = logging.getLogger("unisemi")
+STAGE = "pretrained"
+WEIGHTS_FILE = "encoder.pt"
 
 
 class PretrainedCacheError(ValueError):
@@ -87,9 +88,14 @@ def cache_key(cfg: PretrainConfig) -> str:
     return f"{name}-world{world_version()}-{digest}"
 
 
+def recipe(cfg: PretrainConfig) -> dict:
+    """Everything that determines the weights: the pretraining config and the world version."""
+    return {"key": cache_key(cfg), "config": dataclasses.asdict(cfg), "world": world_version()}
+
+
 def cache_path(cfg: PretrainConfig) -> Path:
-    from unisemi.methods.universal.embeddings import cache_dir
-    return cache_dir() / "pretrained" / f"{cache_key(cfg)}.pt"
+    """Where the weights of `cfg` live: the file of its `pretrained` stage (unisemi.stages)."""
+    return stage_dir(STAGE, recipe(cfg)) / WEIGHTS_FILE
 
 
 def rebuild_command(cfg: PretrainConfig, out: Path | None = None) -> str:
@@ -223,14 +229,6 @@ def train_encoder(cfg: PretrainConfig, progress: bool = True, eval_every: int = 
 # ----------------------------------------------------------------------------------------------
 # The cache
 
-def _save(obj, path: Path) -> None:
-    # Temporary file in the same directory + rename: a reader sees the old file or the new one.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def check_file(path: Path, cfg: PretrainConfig) -> dict:
     """Return the file's meta if it holds this config's encoder weights; else a one-line error
     that names the file and the command that rebuilds it."""
@@ -261,33 +259,31 @@ def check_file(path: Path, cfg: PretrainConfig) -> dict:
     return meta
 
 
-@contextlib.contextmanager
-def _locked(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)      # released when the file is closed, even on a crash
-        yield
-
-
 def pretrain(cfg: PretrainConfig = DEFAULT, out: str | Path | None = None, force: bool = False,
              progress: bool = True) -> tuple[Path, dict]:
     """Build (or reuse) the pretrained encoder file; returns (path, meta).
 
-    Concurrent callers serialise on a lock file beside the target: the first trains and renames
-    its file into place, the others then find it and reuse it.
-    """
-    path = Path(out) if out is not None else cache_path(cfg)
-    with _locked(path):
-        if path.exists() and not force:
-            return path, check_file(path, cfg)
-        log.info(f"pretraining {cache_key(cfg)} -> {path}")
+    Without `out` the file is the `pretrained` stage of `cfg`: concurrent callers serialise on the
+    stage lock, the first trains and the others reuse its file. With `out`, the file is written
+    there (atomically) and no cache is involved."""
+    def build(where: Path) -> None:
+        log.info(f"pretraining {cache_key(cfg)} -> {where}")
         state, metrics = train_encoder(cfg, progress=progress)
         meta = {"key": cache_key(cfg), "world_version": world_version(),
                 "config": dataclasses.asdict(cfg), "metrics": metrics,
                 "torch": torch.__version__,
                 "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        _save({"state_dict": state, "meta": json.loads(json.dumps(meta))}, path)
-    return path, meta
+        obj = {"state_dict": state, "meta": json.loads(json.dumps(meta))}
+        atomic_write(where, lambda tmp: torch.save(obj, tmp))
+
+    if out is not None:
+        path = Path(out)
+        if force or not path.exists():
+            build(path)
+        return path, check_file(path, cfg)
+    folder = stage(STAGE, recipe(cfg), lambda d: build(d / WEIGHTS_FILE), force=force)
+    path = folder / WEIGHTS_FILE
+    return path, check_file(path, cfg)
 
 
 def ensure_pretrained(model_cfg, config: PretrainConfig | None = None) -> Path:

@@ -1,9 +1,12 @@
 """The one training loop: `fit(config) -> result`, used by the CLI, by tests and by Ray workers.
 
-Setup builds data, model and method from the config; then a plain loop: sample batches, ask the
-method for its weighted loss terms, step SGD on the poly schedule, let the method update its state
-(teacher, memory bank, centroids), and evaluate every `train.eval_every` iterations. Ray Train
-calls this same function inside each worker, with a `report` callback; nothing here knows Ray.
+Setup builds data, model, the method's state (asking for any stages it builds on) and its update
+groups from the config; then a plain loop: sample batches, ask the method for its weighted loss
+terms (per group), backpropagate each group's loss into that group's parameters only, average
+gradients over ranks, step each group's optimiser on its own poly schedule in the method's order,
+let the method write its state (teacher, memory bank, centroids) in `update`, and evaluate every
+`train.eval_every` iterations. Ray Train calls this same function inside each worker, with a
+`report` callback; nothing here knows Ray, and nothing here names a method.
 """
 from __future__ import annotations
 
@@ -15,14 +18,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from unisemi import checkpoint, ddp
-from unisemi.config import Config, config_hash, to_dict
+from unisemi import checkpoint, ddp, pretrain
+from unisemi.config import Config, build_config, config_hash, to_dict, with_overrides
 from unisemi.data import load_domain
 from unisemi.data.sampler import IndexSampler
 from unisemi.data.transforms import normalize, random_hflip
 from unisemi.evaluate import evaluate_domain, summarize
 from unisemi.methods import get_method, head_sizes
 from unisemi.models import build_model
+from unisemi.optim import build_optimizer, check_groups, default_groups, set_lr, terms_by_group
+from unisemi.stages import Stages, stage_hash
 
 
 class NonFiniteLoss(RuntimeError):
@@ -41,19 +46,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def poly_lr(base: float, step: int, total: int, power: float) -> float:
-    return base * (1.0 - step / total) ** power
-
-
-def build_optimizer(cfg: Config, model, state) -> torch.optim.SGD:
-    head = [p for n, p in model.named_parameters() if n.startswith("heads.") and p.requires_grad]
-    rest = [p for n, p in model.named_parameters() if not n.startswith("heads.") and p.requires_grad]
-    rest += [p for p in state.parameters() if p.requires_grad]
-    groups = [{"params": rest, "lr_mult": 1.0}, {"params": head, "lr_mult": cfg.optim.head_lr_mult}]
-    return torch.optim.SGD(groups, lr=cfg.optim.lr, momentum=cfg.optim.momentum,
-                           weight_decay=cfg.optim.weight_decay)
 
 
 class Batches:
@@ -145,12 +137,18 @@ def fit(cfg: Config, report=None, resume: str | Path | None = None, out_dir: str
     t0 = time.perf_counter()
     domains = {d: load_domain(cfg.data, d) for d in cfg.data.domains}
     model = build_model(cfg.model, head_sizes(cfg, domains)).to(device)
-    state = method.build(cfg, model).to(device)
+    stages = prior_stages(cfg)
+    if str(cfg.model.pretrained).strip().lower() == "synthetic":
+        stages.used[pretrain.STAGE] = stage_hash(pretrain.recipe(pretrain.config_for(cfg.model)))
+    state = method.build(cfg, model, stages).to(device)
     ddp.broadcast_state(model)
     ddp.broadcast_state(state)
-    optimizer = build_optimizer(cfg, model, state)
-    params = [p for g in optimizer.param_groups for p in g["params"]]
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.train.amp == "fp16")
+    groups = getattr(method, "groups", default_groups)(cfg, model, state)
+    check_groups(groups)
+    optimizers = {g.name: build_optimizer(g) for g in groups}
+    fp16 = device.type == "cuda" and cfg.train.amp == "fp16"
+    scalers = {g.name: torch.amp.GradScaler("cuda", enabled=fp16) for g in groups}
+    update = getattr(method, "update", None)
     extra = {d: load_domain(dc, d) for d, dc in getattr(method, "extra_labelled", lambda c: {})(cfg).items()}
     batches = Batches(cfg, domains, method.NEEDS_UNLABELLED, device, rank,
                       raw=getattr(method, "RAW_IMAGES", False), extra_labelled=extra)
@@ -163,7 +161,8 @@ def fit(cfg: Config, report=None, resume: str | Path | None = None, out_dir: str
     def save_checkpoint(where, step):
         return checkpoint.save(where, {
             "step": step, "model": model.state_dict(), "state": state.state_dict(),
-            "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+            "optimizers": {n: o.state_dict() for n, o in optimizers.items()},
+            "scalers": {n: sc.state_dict() for n, sc in scalers.items()},
             "batches": batches.state_dict(), "rng": checkpoint.rng_state(),
             "history": history, "best": best, "timing": timing, "config": to_dict(cfg),
             "loss_sums": loss_sums, "loss_steps": loss_steps})
@@ -172,8 +171,9 @@ def fit(cfg: Config, report=None, resume: str | Path | None = None, out_dir: str
         ck = checkpoint.load(resume)
         model.load_state_dict(ck["model"])
         state.load_state_dict(ck["state"])
-        optimizer.load_state_dict(ck["optimizer"])
-        scaler.load_state_dict(ck["scaler"])
+        for name, opt in optimizers.items():
+            opt.load_state_dict(ck["optimizers"][name])
+            scalers[name].load_state_dict(ck["scalers"][name])
         batches.load_state_dict(ck["batches"])
         checkpoint.set_rng_state(ck["rng"])
         history, best, start, timing = ck["history"], ck["best"], ck["step"], ck["timing"]
@@ -184,26 +184,37 @@ def fit(cfg: Config, report=None, resume: str | Path | None = None, out_dir: str
     progress = _progress(cfg, start, total, rank)
     model.train()
     for step in range(start, total):
-        lr = poly_lr(cfg.optim.lr, step, total, cfg.optim.poly_power)
-        for group in optimizer.param_groups:
-            group["lr"] = lr * group["lr_mult"]
+        lrs = {g.name: set_lr(optimizers[g.name], g, step, total) for g in groups}
+        lr = lrs[groups[0].name]
         t0 = time.perf_counter()
         batch = batches.next()
         t1 = time.perf_counter()
         with autocast(cfg, device):
-            terms = method.losses(model, state, batch, step)
-            loss = sum(terms.values())
+            per_group = terms_by_group(method.losses(model, state, batch, step), groups)
+        terms = {k: v for group_terms in per_group.values() for k, v in group_terms.items()}
+        group_loss = {name: sum(t.values()) for name, t in per_group.items() if t}
         # Accumulated on device and read only at evaluations: no host sync per step.
-        nonfinite |= ~torch.isfinite(loss.detach())
+        for loss in group_loss.values():
+            nonfinite |= ~torch.isfinite(loss.detach())
         for k, v in terms.items():
             loss_sums[k] = loss_sums.get(k, 0.0) + v.detach()
         loss_steps += 1
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        ddp.average_gradients(params)
-        scaler.step(optimizer)
-        scaler.update()
-        method.after_step(model, state, step)
+        for opt in optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        stepped = [g for g in groups if g.name in group_loss]
+        for i, g in enumerate(stepped):
+            # A group's loss reaches only its own parameters (`inputs`), so a discriminator's
+            # loss never moves the generator and the generator's adversarial term never moves
+            # the discriminator; the graph is kept until the last group's backward.
+            only = g.parameters() if len(groups) > 1 else None
+            scalers[g.name].scale(group_loss[g.name]).backward(
+                inputs=only, retain_graph=i < len(stepped) - 1)
+        for g in stepped:              # every backward ran on the pre-step weights
+            ddp.average_gradients(g.parameters())
+            scalers[g.name].step(optimizers[g.name])
+            scalers[g.name].update()
+        if update is not None:
+            update(model, state, batch, step)
         timing["data"] += t1 - t0
         timing["train"] += time.perf_counter() - t1
         progress.update(1)
@@ -222,7 +233,9 @@ def fit(cfg: Config, report=None, resume: str | Path | None = None, out_dir: str
             record["loss"] = {k: float(v) / loss_steps for k, v in loss_sums.items()}
             loss_sums, loss_steps = {}, 0
             record["lr"] = lr
+            record["lrs"] = lrs
             record["weights_hash"] = getattr(model, "weights_hash", None)
+            record["stages"] = dict(stages.used)
             timing["eval"] += time.perf_counter() - t0
             record["timing"] = dict(timing)      # cumulative so far (survives resume)
             history.append(record)
@@ -243,8 +256,21 @@ def fit(cfg: Config, report=None, resume: str | Path | None = None, out_dir: str
     progress.close()
     timing["total"] = time.perf_counter() - t_start
     return {"final": history[-1], "best": best, "history": history, "timing": timing,
-            "config_hash": config_hash(cfg), "model": model, "state": state,
-            "splits": splits, "weights_hash": getattr(model, "weights_hash", None)}
+            "config_hash": config_hash(cfg), "config": cfg, "model": model, "state": state,
+            "splits": splits, "weights_hash": getattr(model, "weights_hash", None),
+            "stages": dict(stages.used)}
+
+
+def prior_stages(cfg: Config) -> Stages:
+    """The stage handle a method's `build` gets: earlier fits are this loop, run on the trial's
+    config with the stage's overrides (so methods never import this module)."""
+    def resolve(overrides: dict) -> dict:
+        return to_dict(with_overrides(cfg, overrides))
+
+    def fit_values(values: dict) -> dict:
+        return fit(build_config(values, "stage config"))
+
+    return Stages(resolve=resolve, fit=fit_values)
 
 
 def _progress(cfg: Config, start: int, total: int, rank: int):

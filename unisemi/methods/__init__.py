@@ -2,11 +2,19 @@
 
     NEEDS_UNLABELLED: bool
     RAW_IMAGES: bool (optional)   # batches hold float [0, 1] images that the method augments
+    Config (optional)             # frozen dataclass: the method's config section, named by its key
+    validate(config, bad, active) (optional)    # value checks of that section; bad(key, value, expected)
     extra_labelled(config) -> {domain: DataConfig} (optional)   # extra labelled-only domains
     head_classes(config, domain, num_classes) -> int (optional)  # outputs of a domain's head
-    build(config, model) -> nn.Module                 # method state: extra modules and buffers
-    losses(model, state, batch, step) -> dict[str, Tensor]   # weighted terms; their sum is the loss
-    after_step(model, state, step) -> None            # EMA teacher, memory bank, centroids
+    build(config, model, stages) -> nn.Module     # method state: extra modules and buffers;
+                                                  # stages.get(...) for products of earlier fits
+    groups(config, model, state) -> [optim.Group] (optional)    # default: one SGD group
+    losses(model, state, batch, step) -> {term: Tensor} | {group: {term: Tensor}}
+        # weighted terms per update group (flat = the first group); never writes the state:
+        # what the step would write goes to batch["updates"]
+    update(model, state, batch, step) -> None (optional)
+        # after every group stepped: the one place for state writes (EMA teacher, memory bank,
+        # centroids)
 
 A new method is one file plus one line here.
 """

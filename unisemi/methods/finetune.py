@@ -20,9 +20,24 @@ NEEDS_UNLABELLED = False
 
 
 @dataclass(frozen=True)
-class FinetuneConfig:
+class Config:
     source_domain: str = ""            # trained first; its labelled split has data.n_labelled images
     source_fraction: float = 0.5       # share of train.iterations spent on the source
+
+
+def validate(cfg, bad, active: bool) -> None:
+    """Checks of the `finetune:` section; `bad(key, value, expected)` raises the config error."""
+    from unisemi.data import known_domains
+    if not active:
+        return
+    f = cfg.finetune
+    known = known_domains(cfg.data.source)
+    if len(cfg.data.domains) != 1:
+        bad("data.domains", cfg.data.domains, "exactly one (target) domain for method finetune")
+    if f.source_domain not in known or f.source_domain in cfg.data.domains:
+        bad("finetune.source_domain", f.source_domain, f"a domain other than the target, one of {', '.join(known)}")
+    if not 0.0 <= f.source_fraction < 1.0:
+        bad("finetune.source_fraction", f.source_fraction, "a fraction in [0, 1)")
 
 
 def extra_labelled(cfg) -> dict:
@@ -38,7 +53,7 @@ class State(nn.Module):
                                               n_source, model.cfg)
 
 
-def build(cfg, model) -> nn.Module:
+def build(cfg, model, stages=None) -> nn.Module:
     from unisemi.data import load_domain
     return State(cfg, model, load_domain(cfg.data, cfg.finetune.source_domain).num_classes)
 
@@ -53,6 +68,3 @@ def losses(model, state, batch: dict, step: int) -> dict[str, torch.Tensor]:
     x, y = batch["labelled"][target]
     return {f"sup/{target}": cross_entropy(model(x, target)["logits"], y)}
 
-
-def after_step(model, state, step: int) -> None:
-    return None

@@ -14,7 +14,7 @@ from unisemi.losses import cross_entropy
 NEEDS_UNLABELLED = False
 
 
-def build(config, model) -> nn.Module:
+def build(config, model, stages=None) -> nn.Module:
     """No state beyond the model."""
     return nn.Module()
 
@@ -37,6 +37,3 @@ def supervised_terms(model, labelled: dict, prefix: str = "sup") -> dict[str, to
 def losses(model, state, batch: dict, step: int) -> dict[str, torch.Tensor]:
     return supervised_terms(model, batch["labelled"])
 
-
-def after_step(model, state, step: int) -> None:
-    return None

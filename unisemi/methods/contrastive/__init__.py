@@ -5,7 +5,9 @@ One step (`losses`): the teacher labels the un-augmented unlabelled images (Eq. 
 sees weakly augmented labelled images and A strong views of the unlabelled ones in one pass;
 L = l_sup L_sup + l_pseudo L_pseudo + l_ent L_ent + l_contr L_contr (Eq. 1). The teacher's
 projections of labelled pixels refill the memory bank (FQF, attention ranking, FIFO) before the
-contrastive term reads it. `after_step` moves the teacher (EMA, Eq. 2).
+contrastive term reads it, as in the release. `losses` never writes the state: the refilled bank
+and the class counts it computed go to `batch["updates"]`, and `update`, after the optimiser
+step, writes them and moves the teacher (EMA, Eq. 2). A second `losses` call pushes nothing.
 
 Interpretation choices where the paper is silent are listed in docs/contrastive.md.
 """
@@ -22,6 +24,7 @@ from unisemi.data import augment as aug
 from unisemi.data.transforms import normalize_float
 from unisemi.losses import IGNORE_INDEX, entropy_from_logp
 from unisemi.methods.contrastive.attention import ClassAttention
+from unisemi.methods.contrastive.config import Config, validate  # noqa: F401  (the `contrastive:` section)
 from unisemi.methods.contrastive.loss import contrastive_loss, l1_normalised
 from unisemi.methods.contrastive.memory import push, select
 from unisemi.methods.teacher import cosine_tau, ema_update, make_teacher
@@ -69,7 +72,7 @@ def extra_labelled(cfg) -> dict:
     return {c.source_domain: dataclasses.replace(cfg.data, labelled_fraction=1.0)}
 
 
-def build(cfg, model) -> nn.Module:
+def build(cfg, model, stages=None) -> nn.Module:
     from unisemi.data import load_domain
     domain = cfg.data.domains[0]
     dd = load_domain(cfg.data, domain)
@@ -140,8 +143,9 @@ def quality_filter(logits: torch.Tensor, labels: torch.Tensor, confidence: float
 
 
 @torch.no_grad()
-def update_memory(state, x_l_norm: torch.Tensor, y_l: torch.Tensor, student_feats=None) -> None:
-    """FQF + attention ranking + FIFO push of the labelled batch's (teacher) projections."""
+def memory_after_push(state, x_l_norm: torch.Tensor, y_l: torch.Tensor, student_feats=None):
+    """(memory, fill) after the FQF + attention ranking + FIFO push of the labelled batch's
+    (teacher) projections; the state's bank is read, not written."""
     c = state.cfg.contrastive
     _teacher_mode(state)
     out = state.teacher.decode(state.teacher.encode(x_l_norm), state.domain)   # feature resolution
@@ -163,13 +167,13 @@ def update_memory(state, x_l_norm: torch.Tensor, y_l: torch.Tensor, student_feat
         score = torch.rand(z.shape[0]).to(z.device)         # the paper's "random subset" baseline
     chosen, order = select(torch.where(keep, cls, 0), image, keep, score, state.per_image,
                            state.num_classes, lowest=c.released_keep_lowest_ranked)
-    memory, fill = push(state.memory, state.fill, z, torch.where(keep, cls, 0), chosen, order)
-    state.memory.copy_(memory)
-    state.fill.copy_(fill)
+    return push(state.memory, state.fill, z, torch.where(keep, cls, 0), chosen, order)
 
 
-def contrast(state, feats: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """L_contr for student feature maps (B, C, h, w) with per-pixel classes (B, h, w)."""
+def contrast(state, feats: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor, memory: torch.Tensor,
+             fill: torch.Tensor) -> torch.Tensor:
+    """L_contr for student feature maps (B, C, h, w) with per-pixel classes (B, h, w) against a
+    bank `memory` (C, psi, D) holding `fill` (C,) entries per class."""
     c = state.cfg.contrastive
     n = state.num_classes
     z = state.heads.projection(pixels(feats))
@@ -177,25 +181,26 @@ def contrast(state, feats: torch.Tensor, labels: torch.Tensor, valid: torch.Tens
     cls = labels.reshape(-1).long()
     ok = valid.reshape(-1) & (cls != IGNORE_INDEX)
     cls = torch.where(ok, cls, torch.zeros_like(cls))
-    k = state.memory.shape[1]
-    in_mem = torch.arange(k, device=cls.device).unsqueeze(0) < state.fill.unsqueeze(1)
+    k = memory.shape[1]
+    in_mem = torch.arange(k, device=cls.device).unsqueeze(0) < fill.unsqueeze(1)
     if c.attention:
         # The attention module weighs vectors; its input is detached so it cannot move them.
         w_pred = l1_normalised(state.heads.attention_pred.score(p.detach(), cls, ok), cls, ok, n)
         if c.released_memory_attention_identity:
             w_mem = in_mem.to(p.dtype)
         else:
-            s_mem = state.heads.attention_mem.score_grouped(state.memory, in_mem)
+            s_mem = state.heads.attention_mem.score_grouped(memory, in_mem)
             cls_mem = torch.arange(n, device=cls.device).unsqueeze(1).expand_as(in_mem)
             w_mem = l1_normalised(s_mem.reshape(-1), cls_mem.reshape(-1), in_mem.reshape(-1), n).view_as(s_mem)
     else:
         w_pred, w_mem = ok.to(p.dtype), in_mem.to(p.dtype)
-    return contrastive_loss(p, cls, ok, w_pred, state.memory, state.fill, w_mem,
+    return contrastive_loss(p, cls, ok, w_pred, memory, fill, w_mem,
                             divide_by_all_classes=c.released_divide_by_all_classes)
 
 
 def losses(model, state, batch: dict, step: int) -> dict[str, torch.Tensor]:
     c = state.cfg.contrastive
+    updates = batch.setdefault("updates", {})      # what `update` writes after the step
     d, n = state.domain, state.num_classes
     x_l, y_l = batch["labelled"][d]
     x_u = batch["unlabelled"][d]
@@ -226,10 +231,12 @@ def losses(model, state, batch: dict, step: int) -> dict[str, torch.Tensor]:
 
     if c.class_balance:
         with torch.no_grad():
+            counts = state.class_counts
             for y in (y_l, pl_u):       # void goes to a spare bin n, dropped
                 y = y.reshape(-1)
-                state.class_counts += torch.bincount(torch.where(y == IGNORE_INDEX, n, y), minlength=n + 1)[:n]
-        alpha = class_weights(state.class_counts)
+                counts = counts + torch.bincount(torch.where(y == IGNORE_INDEX, n, y), minlength=n + 1)[:n]
+        updates["class_counts"] = counts
+        alpha = class_weights(counts)
     else:
         alpha = None
 
@@ -255,7 +262,9 @@ def losses(model, state, batch: dict, step: int) -> dict[str, torch.Tensor]:
         terms["ent"] = c.lambda_ent * mean_entropy(logp_s, pl_s)
 
     if c.lambda_contr > 0:
-        update_memory(state, normalize_float(x_target), y_target, out["features"][:len(x_target)])
+        memory, fill = memory_after_push(state, normalize_float(x_target), y_target,
+                                         out["features"][:len(x_target)])
+        updates["memory"], updates["fill"] = memory, fill
         if after_warmup:
             feats = out["features"]
             size = feats.shape[-2:]
@@ -266,11 +275,15 @@ def losses(model, state, batch: dict, step: int) -> dict[str, torch.Tensor]:
             if not c.released_no_unlabelled_filter:
                 valid_u &= down(conf_s, size) > c.confidence
             terms["contr"] = c.lambda_contr * contrast(
-                state, feats, torch.cat([labels_l, labels_u]), torch.cat([valid_l, valid_u]))
+                state, feats, torch.cat([labels_l, labels_u]), torch.cat([valid_l, valid_u]), memory, fill)
     return terms
 
 
-def after_step(model, state, step: int) -> None:
+@torch.no_grad()
+def update(model, state, batch: dict, step: int) -> None:
+    """After the optimiser step: write this step's bank and counts, then move the teacher."""
+    for name, value in batch.get("updates", {}).items():
+        getattr(state, name).copy_(value)
     c = state.cfg.contrastive
     tau = cosine_tau(step, state.total_steps, c.ema_start, c.ema_end)
     ema_update(state.teacher, model, tau)

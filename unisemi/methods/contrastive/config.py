@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
-class ContrastiveConfig:
+class Config:
     # Eq. 1 weights; lambda_pseudo and lambda_contr are 0 for the first `warmup` iterations.
     lambda_sup: float = 1.0
     lambda_pseudo: float = 1.0
@@ -43,3 +43,28 @@ class ContrastiveConfig:
     released_divide_by_all_classes: bool = False       # sum of L_c divided by C, absent classes too
     released_teacher_train_mode: bool = False          # teacher predicts with batch-statistics BN
     released_source_never_sampled: bool = False        # DA script: source batches are never used
+
+
+def validate(cfg, bad, active: bool) -> None:
+    """Checks of the `contrastive:` section; `bad(key, value, expected)` raises the config error."""
+    from unisemi.data import known_domains, label_space
+    c = cfg.contrastive
+    if active and len(cfg.data.domains) != 1:
+        bad("data.domains", cfg.data.domains, "exactly one domain for method contrastive")
+    for key in ("warmup", "memory_size", "views", "proj_dim", "attention_hidden"):
+        low = 0 if key == "warmup" else 1
+        if getattr(c, key) < low:
+            bad(f"contrastive.{key}", getattr(c, key), f"an integer >= {low}")
+    if c.source_domain:
+        known = known_domains(cfg.data.source)
+        if c.source_domain not in known:
+            bad("contrastive.source_domain", c.source_domain, f"one of {', '.join(known)}")
+        if c.source_domain in cfg.data.domains:
+            bad("contrastive.source_domain", c.source_domain, "a domain other than the target")
+        if label_space(cfg.data.source, c.source_domain) != label_space(cfg.data.source, cfg.data.domains[0]):
+            bad("contrastive.source_domain", c.source_domain,
+                f"a domain with the label space of '{cfg.data.domains[0]}'")
+    if not 0.0 <= c.confidence < 1.0:
+        bad("contrastive.confidence", c.confidence, "a threshold in [0, 1)")
+    if not 0.0 <= c.ema_start <= c.ema_end <= 1.0:
+        bad("contrastive.ema_start", (c.ema_start, c.ema_end), "0 <= ema_start <= ema_end <= 1")

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from unisemi.losses import cross_entropy, entropy_map
+from unisemi.methods.universal.config import Config, validate  # noqa: F401  (the `universal:` section)
 from unisemi.methods.universal.embeddings import class_centroids, pretrained_centroids
 
 NEEDS_UNLABELLED = True
@@ -42,7 +43,7 @@ class State(nn.Module):
         return getattr(self, f"centroids_{domain}")
 
 
-def build(cfg, model) -> nn.Module:
+def build(cfg, model, stages) -> nn.Module:
     from unisemi.data import load_domain
     u = cfg.universal
     dds = {d: load_domain(cfg.data, d) for d in cfg.data.domains}
@@ -50,7 +51,7 @@ def build(cfg, model) -> nn.Module:
     state = State(cfg, model, classes)
     for i, d in enumerate(cfg.data.domains):
         if u.init == "pretrain":
-            c = pretrained_centroids(cfg, d)
+            c = pretrained_centroids(cfg, d, stages)
         elif u.init == "random":        # the release without an embedding file: fixed random vectors
             g = torch.Generator().manual_seed(cfg.train.seed * 100 + i)
             c = torch.randn(classes[d], u.centroids, u.embed_dim, generator=g)
@@ -176,7 +177,7 @@ def current_centroids(model, state, domain: str) -> torch.Tensor:
     return torch.where(count.view(old.shape[0], k, 1) > 0, new, old)
 
 
-def after_step(model, state, step: int) -> None:
+def update(model, state, batch: dict, step: int) -> None:
     u = state.cfg.universal
     if u.gamma >= 1.0 or (u.alpha <= 0 and u.beta <= 0) or (step + 1) % state.update_every:
         return

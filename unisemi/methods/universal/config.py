@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
-class UniversalConfig:
+class Config:
     alpha: float = 0.1                 # weight of the cross-domain entropy L_c (Eq. 5)
     beta: float = 0.1                  # weight of the within-domain entropy L_w (Eq. 5)
     embed_dim: int = 128               # d, the pixel / label embedding width
@@ -23,3 +23,21 @@ class UniversalConfig:
     released_full_resolution: bool = False           # entropy at input resolution after x8 upsampling
     released_normalised_label_embeddings: bool = False   # label embeddings L2-normalised, pixels not
     released_none_class: bool = False    # heads get C + 1 outputs, the last a "None" class never a target
+
+
+def validate(cfg, bad, active: bool) -> None:
+    """Checks of the `universal:` section; `bad(key, value, expected)` raises the config error."""
+    u = cfg.universal
+    if active and len(cfg.data.domains) < 2:
+        bad("data.domains", cfg.data.domains, "at least two domains for method universal")
+    if u.k_pooling not in ("logsumexp", "max"):
+        bad("universal.k_pooling", u.k_pooling, "logsumexp or max")
+    if u.similarity not in ("dot", "cosine"):
+        bad("universal.similarity", u.similarity, "dot or cosine")
+    for key in ("embed_dim", "centroids"):
+        if getattr(u, key) < 1:
+            bad(f"universal.{key}", getattr(u, key), "an integer >= 1")
+    if not 0.0 <= u.gamma <= 1.0:
+        bad("universal.gamma", u.gamma, "a rate in [0, 1]")
+    if u.temperature <= 0:
+        bad("universal.temperature", u.temperature, "a temperature > 0")

@@ -3,9 +3,6 @@
 to label resolution -> class-wise centroids, or K k-means centres per class)."""
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from pathlib import Path
 
 import torch
@@ -94,44 +91,52 @@ def encoder_rows(model, dd, batch_size: int = 32) -> tuple[torch.Tensor, torch.T
     return torch.cat(feats), torch.cat(labels)
 
 
-def pretrained_centroids(cfg, domain: str) -> torch.Tensor:
-    """Appendix A for one domain, cached on disk by everything that determines the result."""
-    from unisemi.config import to_dict, with_overrides
+STAGE = "label-embeddings"
+CENTROIDS_FILE = "centroids.pt"
+
+
+def prior_fit_overrides(cfg, domain: str) -> dict:
+    """Appendix A's fit: a supervised model of `domain` alone, on the trial's labelled split."""
+    n = cfg.universal.init_iterations
+    return {"method": "supervised", "data": {"domains": [domain], "val_images": 1},
+            "train": {"iterations": n, "eval_every": n, "out_dir": "", "progress": False}}
+
+
+def embedding_recipe(sub: dict, cfg, domain: str) -> dict:
+    """Everything that determines a domain's label embeddings (the stage's recipe)."""
     u = cfg.universal
-    sub = with_overrides(cfg, {
-        "method": "supervised", "data": {"domains": [domain], "val_images": 1},
-        "train": {"iterations": u.init_iterations, "eval_every": u.init_iterations, "out_dir": "",
-                  "progress": False}})
-    recipe = {k: v for k, v in to_dict(sub).items() if k in ("data", "model", "optim", "train")}
-    key = hashlib.sha256(json.dumps({
-        "what": "universal-label-embeddings-v1", "config": recipe, "k": u.centroids,
-        "d": u.embed_dim}, sort_keys=True, default=str).encode()).hexdigest()[:20]
-    path = cache_dir() / "label_embeddings" / f"{domain}-{key}.pt"
-    if path.exists():
-        try:
-            return torch.load(path)
-        except Exception as exc:  # noqa: BLE001  - any unreadable file is rebuilt
-            raise RuntimeError(f"{path}: unreadable label-embedding cache ({exc.__class__.__name__}); "
-                               f"delete it to rebuild") from None
+    return {"what": "universal-label-embeddings-v1", "domain": domain, "k": u.centroids,
+            "d": u.embed_dim, "seed": cfg.train.seed,
+            "config": {k: v for k, v in sub.items() if k in ("data", "model", "optim", "train")}}
+
+
+def build_embeddings(fitted_model, sub_data, domain: str, embed_dim: int, k: int, seed: int) -> torch.Tensor:
+    """PCA of the fitted model's encoder outputs on the labelled pixels, then class centres."""
     from unisemi.data import load_domain
-    from unisemi.train import fit
-    result = fit(sub)
-    dd = load_domain(sub.data, domain)
-    feats, labels = encoder_rows(result["model"], dd)
-    b, c, h, w = feats.shape
-    mean, comps = pca(feats.permute(0, 2, 3, 1).reshape(-1, c), u.embed_dim)
+    dd = load_domain(sub_data, domain)
+    feats, labels = encoder_rows(fitted_model, dd)
+    c = feats.shape[1]
+    mean, comps = pca(feats.permute(0, 2, 3, 1).reshape(-1, c), embed_dim)
     rows, lab = pixel_embeddings(feats, labels, mean, comps)
-    centroids = class_centroids(rows, lab, dd.num_classes, u.centroids, seed=cfg.train.seed)
-    atomic_save(centroids, path)
-    return centroids
+    return class_centroids(rows, lab, dd.num_classes, k, seed=seed)
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("UNISEMI_CACHE", Path.home() / ".cache" / "unisemi"))
+def pretrained_centroids(cfg, domain: str, stages) -> torch.Tensor:
+    """Appendix A for one domain, as the `label-embeddings` stage of this recipe."""
+    sub = stages.resolve(prior_fit_overrides(cfg, domain))
+    recipe = embedding_recipe(sub, cfg, domain)
 
+    def build(folder: Path) -> None:
+        result = stages.fit(sub)
+        sub_data = result["config"].data
+        u = cfg.universal
+        centroids = build_embeddings(result["model"], sub_data, domain, u.embed_dim, u.centroids,
+                                     cfg.train.seed)
+        torch.save(centroids, folder / CENTROIDS_FILE)
 
-def atomic_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    path = stages.get(STAGE, recipe, build) / CENTROIDS_FILE
+    try:
+        return torch.load(path)
+    except Exception as exc:  # noqa: BLE001  - any unreadable file names the stage to rebuild
+        raise RuntimeError(f"{path}: unreadable label-embedding stage ({exc.__class__.__name__}); "
+                           f"rebuild it with: python -m unisemi stages rebuild {path.parent.name}") from None

@@ -1,0 +1,90 @@
+"""Update groups: each a set of parameters with its own optimiser, learning-rate schedule and
+gradient scaler, stepped by the loop on that group's own loss terms.
+
+One group (`default_groups`: SGD over the model and the method state, the heads at
+`optim.head_lr_mult`) covers every method that trains one network. Adversarial methods declare
+more (the segmenter with SGD, a discriminator with Adam), so that a discriminator never
+minimises the generator's objective and the generator's adversarial term never moves it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+DEFAULT_GROUP = "main"
+
+
+@dataclass
+class Group:
+    """`params` is a list of torch parameter groups, each {"params": [...], "lr_mult": m}."""
+    name: str
+    params: list
+    optimizer: str = "sgd"             # sgd | adam
+    lr: float = 0.01
+    momentum: float = 0.9              # SGD
+    nesterov: bool = False             # SGD
+    betas: tuple = (0.9, 0.999)        # Adam
+    weight_decay: float = 0.0
+    poly_power: float = 0.9            # lr_t = lr * (1 - t / T) ** power
+
+    def parameters(self) -> list:
+        return [p for g in self.params for p in g["params"]]
+
+
+def default_groups(cfg, model, state) -> list[Group]:
+    """One SGD group over the model and the method state, as the papers train one network."""
+    head = [p for n, p in model.named_parameters() if n.startswith("heads.") and p.requires_grad]
+    rest = [p for n, p in model.named_parameters() if not n.startswith("heads.") and p.requires_grad]
+    rest += [p for p in state.parameters() if p.requires_grad]
+    o = cfg.optim
+    return [Group(DEFAULT_GROUP, [{"params": rest, "lr_mult": 1.0},
+                                  {"params": head, "lr_mult": o.head_lr_mult}],
+                  "sgd", o.lr, o.momentum, weight_decay=o.weight_decay, poly_power=o.poly_power)]
+
+
+def build_optimizer(group: Group) -> torch.optim.Optimizer:
+    if group.optimizer == "sgd":
+        return torch.optim.SGD(group.params, lr=group.lr, momentum=group.momentum,
+                               weight_decay=group.weight_decay, nesterov=group.nesterov)
+    if group.optimizer == "adam":
+        return torch.optim.Adam(group.params, lr=group.lr, betas=tuple(group.betas),
+                                weight_decay=group.weight_decay)
+    raise ValueError(f"update group '{group.name}': optimizer {group.optimizer!r} is not sgd or adam")
+
+
+def poly_lr(base: float, step: int, total: int, power: float) -> float:
+    return base * (1.0 - step / total) ** power
+
+
+def set_lr(optimizer: torch.optim.Optimizer, group: Group, step: int, total: int) -> float:
+    """Apply the group's poly schedule at `step`; returns the base (multiplier 1) rate."""
+    lr = poly_lr(group.lr, step, total, group.poly_power)
+    for g in optimizer.param_groups:
+        g["lr"] = lr * g.get("lr_mult", 1.0)
+    return lr
+
+
+def check_groups(groups: list[Group]) -> None:
+    """Names unique, and no parameter in two groups (it would be stepped twice)."""
+    names = [g.name for g in groups]
+    if len(set(names)) != len(names):
+        raise ValueError(f"update groups have duplicate names: {names}")
+    seen: dict[int, str] = {}
+    for g in groups:
+        for p in g.parameters():
+            if id(p) in seen:
+                raise ValueError(f"a parameter is in update groups '{seen[id(p)]}' and '{g.name}'")
+            seen[id(p)] = g.name
+
+
+def terms_by_group(terms: dict, groups: list[Group]) -> dict[str, dict]:
+    """A method's loss terms per group: a flat {term: tensor} belongs to the first group."""
+    names = [g.name for g in groups]
+    if terms and all(isinstance(v, dict) for v in terms.values()):
+        unknown = sorted(set(terms) - set(names))
+        if unknown:
+            raise ValueError(f"losses returned terms for unknown update group(s) {unknown} "
+                             f"(groups: {', '.join(names)})")
+        return {n: terms.get(n, {}) for n in names}
+    return {names[0]: terms, **{n: {} for n in names[1:]}}
