@@ -19,20 +19,38 @@ def world() -> tuple[int, int]:
 
 
 def average_gradients(params) -> None:
-    """Replace each gradient by its mean over ranks (one all-reduce of a flat buffer)."""
+    """Replace each gradient by its mean over ranks (one all-reduce of a flat buffer).
+
+    A parameter may have no gradient on some ranks (a class-level discriminator whose class is
+    absent from that rank's batch): it counts as a zero gradient there, so every rank reduces a
+    buffer of the same layout and ends with the same gradient. One flag per parameter rides in the
+    same buffer; a parameter without a gradient on every rank keeps `None`, so the optimiser
+    skips it as it would in a single process (no weight decay or momentum step)."""
     _, size = world()
     if size == 1:
         return
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
+    params = [p for p in params if p.requires_grad]
+    if not params:
         return
-    flat = torch.cat([g.reshape(-1) for g in grads])
+    ref = params[0]
+    has = [p.grad is not None for p in params]
+    grads = [p.grad.reshape(-1) if p.grad is not None else torch.zeros(p.numel(), dtype=p.dtype, device=p.device)
+             for p in params]
+    flags = torch.tensor(has, dtype=ref.dtype, device=ref.device)
+    flat = torch.cat(grads + [flags])
     dist.all_reduce(flat)
-    flat /= size
+    any_rank = flat[-len(params):] > 0
+    flat = flat[:-len(params)] / size
     offset = 0
-    for g in grads:
-        g.copy_(flat[offset:offset + g.numel()].view_as(g))
-        offset += g.numel()
+    for p, present in zip(params, any_rank.tolist()):   # one host read of the flags per step
+        n = p.numel()
+        if present:
+            mean = flat[offset:offset + n].view_as(p)
+            if p.grad is None:
+                p.grad = mean.clone()
+            else:
+                p.grad.copy_(mean)
+        offset += n
 
 
 def broadcast_state(module: torch.nn.Module) -> None:

@@ -116,7 +116,7 @@ def rebuild_command(cfg: PretrainConfig, out: Path | None = None) -> str:
 class PretrainNet(nn.Module):
     def __init__(self, cfg: PretrainConfig):
         super().__init__()
-        from unisemi.models import ENCODERS
+        from unisemi.models.encoders import ENCODERS
         if cfg.encoder not in ENCODERS:
             raise ValueError(f"unknown encoder {cfg.encoder!r}; known: {sorted(ENCODERS)}")
         self.encoder = ENCODERS[cfg.encoder](cfg.output_stride, cfg.width)
@@ -232,7 +232,7 @@ def train_encoder(cfg: PretrainConfig, progress: bool = True, eval_every: int = 
 def check_file(path: Path, cfg: PretrainConfig) -> dict:
     """Return the file's meta if it holds this config's encoder weights; else a one-line error
     that names the file and the command that rebuilds it."""
-    from unisemi.models import ENCODERS
+    from unisemi.models.encoders import ENCODERS
 
     def fail(reason):
         out = None if path == cache_path(cfg) else path

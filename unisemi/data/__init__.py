@@ -7,7 +7,7 @@ domain yields a `DomainData`: its label space, its labelled / unlabelled / val i
 from __future__ import annotations
 
 # The label of void pixels in every label map, loss and metric (Cityscapes' and VOC's convention).
-IGNORE_INDEX = 255
+from unisemi.data.labels import IGNORE_INDEX  # noqa: E402,F401  (re-exported)
 
 from unisemi.data.domain_data import DomainData, load_domain  # noqa: E402
 

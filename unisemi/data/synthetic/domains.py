@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from unisemi.data import IGNORE_INDEX  # noqa: F401  (re-exported)
+from unisemi.data.labels import IGNORE_INDEX  # noqa: F401  (re-exported)
 
 # Per-instance colour boxes (h0, h1, s0, s1, v0, v1), h in turns (h1 > 1 wraps). Deliberately wide
 # and overlapping (road ~ sidewalk ~ wall ~ building) so that colour alone does not give the class.
