@@ -88,3 +88,22 @@ def terms_by_group(terms: dict, groups: list[Group]) -> dict[str, dict]:
                              f"(groups: {', '.join(names)})")
         return {n: terms.get(n, {}) for n in names}
     return {names[0]: terms, **{n: {} for n in names[1:]}}
+
+
+def step_groups(groups: list[Group], losses: dict, optimizers: dict, scalers: dict, average) -> None:
+    """Backpropagate each group's loss into that group's parameters only, then average each
+    group's gradients over ranks (`average(params)`) and step its optimiser, in the groups' order.
+
+    Every backward runs before any step, on the weights the losses were computed with; `inputs`
+    keeps a discriminator's loss off the generator and the generator's adversarial term off the
+    discriminator; the graph is kept until the last backward, as the groups' terms may share it."""
+    for opt in optimizers.values():
+        opt.zero_grad(set_to_none=True)
+    stepped = [g for g in groups if g.name in losses]
+    for i, g in enumerate(stepped):
+        only = g.parameters() if len(groups) > 1 else None
+        scalers[g.name].scale(losses[g.name]).backward(inputs=only, retain_graph=i < len(stepped) - 1)
+    for g in stepped:
+        average(g.parameters())
+        scalers[g.name].step(optimizers[g.name])
+        scalers[g.name].update()

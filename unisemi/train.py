@@ -26,7 +26,7 @@ from unisemi.data.transforms import normalize, random_hflip
 from unisemi.evaluate import evaluate_domain, summarize
 from unisemi.methods import get_method, head_sizes
 from unisemi.models import build_model
-from unisemi.optim import build_optimizer, check_groups, default_groups, set_lr, terms_by_group
+from unisemi.optim import build_optimizer, check_groups, default_groups, set_lr, step_groups, terms_by_group
 from unisemi.stages import Stages, stage_hash
 
 
@@ -191,7 +191,9 @@ def fit(cfg: Config, report=None, resume: str | Path | None = None, out_dir: str
         t1 = time.perf_counter()
         with autocast(cfg, device):
             per_group = terms_by_group(method.losses(model, state, batch, step), groups)
-        terms = {k: v for group_terms in per_group.values() for k, v in group_terms.items()}
+        # Logged term names carry their group when there are several ("disc:adv").
+        terms = {(k if len(groups) == 1 else f"{name}:{k}"): v
+                 for name, group_terms in per_group.items() for k, v in group_terms.items()}
         group_loss = {name: sum(t.values()) for name, t in per_group.items() if t}
         # Accumulated on device and read only at evaluations: no host sync per step.
         for loss in group_loss.values():
@@ -199,20 +201,7 @@ def fit(cfg: Config, report=None, resume: str | Path | None = None, out_dir: str
         for k, v in terms.items():
             loss_sums[k] = loss_sums.get(k, 0.0) + v.detach()
         loss_steps += 1
-        for opt in optimizers.values():
-            opt.zero_grad(set_to_none=True)
-        stepped = [g for g in groups if g.name in group_loss]
-        for i, g in enumerate(stepped):
-            # A group's loss reaches only its own parameters (`inputs`), so a discriminator's
-            # loss never moves the generator and the generator's adversarial term never moves
-            # the discriminator; the graph is kept until the last group's backward.
-            only = g.parameters() if len(groups) > 1 else None
-            scalers[g.name].scale(group_loss[g.name]).backward(
-                inputs=only, retain_graph=i < len(stepped) - 1)
-        for g in stepped:              # every backward ran on the pre-step weights
-            ddp.average_gradients(g.parameters())
-            scalers[g.name].step(optimizers[g.name])
-            scalers[g.name].update()
+        step_groups(groups, group_loss, optimizers, scalers, ddp.average_gradients)
         if update is not None:
             update(model, state, batch, step)
         timing["data"] += t1 - t0
