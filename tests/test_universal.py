@@ -159,7 +159,7 @@ def test_pretrained_label_embeddings_are_built_once_and_cached(tmp_path, monkeyp
     a = pretrained_centroids(cfg, "town", stages)
     files = list((tmp_path / "stages").glob("label-embeddings-*/centroids.pt"))
     assert len(files) == 1 and a.shape == (11, 1, 4)
-    assert stages.used == {"label-embeddings": files[0].parent.name.split("-")[-1]}
+    assert stages.used == {"label-embeddings/town": files[0].parent.name.split("-")[-1]}
     fits = []
     stages.fit = lambda values: fits.append(values)          # a second build would call it
     assert torch.equal(pretrained_centroids(cfg, "town", stages), a) and fits == []   # loaded

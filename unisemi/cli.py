@@ -71,6 +71,35 @@ def cmd_pretrain(args) -> int:
     return pretrain_main(args)
 
 
+def stage_builders() -> dict:
+    """{stage name: rebuild(recipe, fit) -> folder}: how each kind of stage is made again."""
+    from unisemi import pretrain
+    from unisemi.methods.universal import embeddings
+    return {pretrain.STAGE: pretrain.rebuild_stage, embeddings.STAGE: embeddings.rebuild_stage}
+
+
+def cmd_stages(args) -> int:
+    from unisemi.stages import StageError, cache_dir, list_stages, read_recipe
+    if args.action == "list":
+        rows = list_stages()
+        print(f"{len(rows)} stage(s) in {cache_dir() / 'stages'}")
+        for r in rows:
+            print(f"{r['id']:40s} {r['bytes'] / 1e6:8.2f} MB  built {r['time_utc']} in {r['built_s']:.0f} s")
+        return 0
+    if not args.stage:
+        raise StageError("stages rebuild: name the stage, e.g. pretrained-<hash> (see: stages list)")
+    meta = read_recipe(args.stage)
+    builders = stage_builders()
+    if meta["name"] not in builders:
+        raise StageError(f"stage '{args.stage}': no builder for stages named '{meta['name']}' "
+                         f"(known: {', '.join(sorted(builders))})")
+    from unisemi.config import build_config
+    from unisemi.train import fit
+    folder = builders[meta["name"]](meta["recipe"], lambda values: fit(build_config(values, args.stage)))
+    print(f"rebuilt {folder}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m unisemi", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -106,6 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--out", default=None, help="write here instead of the cache")
     pre.add_argument("--force", action="store_true", help="rebuild even if the file exists")
     pre.set_defaults(func=cmd_pretrain)
+    st = sub.add_parser("stages", help="list or rebuild the cached products of earlier fits "
+                        "($UNISEMI_CACHE/stages)")
+    st.add_argument("action", choices=("list", "rebuild"))
+    st.add_argument("stage", nargs="?", help="for rebuild: <name>-<hash>, as listed")
+    st.set_defaults(func=cmd_stages)
     from unisemi.viz import add_parser as add_viz
     add_viz(sub)
     return parser

@@ -296,6 +296,17 @@ def ensure_pretrained(model_cfg, config: PretrainConfig | None = None) -> Path:
     return pretrain(cfg, progress=True)[0]
 
 
+def rebuild_stage(recipe: dict, fit=None) -> Path:
+    """`python -m unisemi stages rebuild pretrained-<hash>`: retrain from the stored recipe."""
+    values = dict(recipe["config"])
+    values["sizes"] = tuple(tuple(s) for s in values["sizes"])
+    cfg = PretrainConfig(**values)
+    if world_version() != recipe["world"]:
+        raise ValueError(f"stage recipe is for world version {recipe['world']}, this code generates "
+                         f"world {world_version()}: it cannot be rebuilt as it was")
+    return pretrain(cfg, force=True)[0].parent
+
+
 def main(args) -> int:
     """`python -m unisemi pretrain` (see unisemi/cli.py for the flags)."""
     if args.threads:

@@ -91,9 +91,11 @@ class Stages:
     fit: Callable[[dict], dict]
     used: dict = field(default_factory=dict)
 
-    def get(self, name: str, recipe: dict, build: Callable[[Path], None]) -> Path:
+    def get(self, name: str, recipe: dict, build: Callable[[Path], None], label: str = "") -> Path:
+        """The stage's folder, built if missing; recorded under `label` (default: its name),
+        e.g. one label per domain when a method uses one stage of a kind per domain."""
         path = stage(name, recipe, build)
-        self.used[name] = stage_hash(recipe)
+        self.used[label or name] = stage_hash(recipe)
         return path
 
 

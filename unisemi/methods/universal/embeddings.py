@@ -134,9 +134,28 @@ def pretrained_centroids(cfg, domain: str, stages) -> torch.Tensor:
                                      cfg.train.seed)
         torch.save(centroids, folder / CENTROIDS_FILE)
 
-    path = stages.get(STAGE, recipe, build) / CENTROIDS_FILE
+    path = stages.get(STAGE, recipe, build, label=f"{STAGE}/{domain}") / CENTROIDS_FILE
+    return load_centroids(path)
+
+
+def load_centroids(path: Path) -> torch.Tensor:
     try:
         return torch.load(path)
     except Exception as exc:  # noqa: BLE001  - any unreadable file names the stage to rebuild
         raise RuntimeError(f"{path}: unreadable label-embedding stage ({exc.__class__.__name__}); "
                            f"rebuild it with: python -m unisemi stages rebuild {path.parent.name}") from None
+
+
+def rebuild_stage(recipe: dict, fit) -> Path:
+    """`python -m unisemi stages rebuild label-embeddings-<hash>`: refit and recompute from the
+    stored recipe alone (`fit(values)` is the training loop on a config dict)."""
+    from unisemi.stages import stage
+    sub = {"method": "supervised", **recipe["config"]}
+
+    def build(folder: Path) -> None:
+        result = fit(sub)
+        centroids = build_embeddings(result["model"], result["config"].data, recipe["domain"],
+                                     recipe["d"], recipe["k"], recipe["seed"])
+        torch.save(centroids, folder / CENTROIDS_FILE)
+
+    return stage(STAGE, recipe, build, force=True)
