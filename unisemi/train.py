@@ -246,6 +246,7 @@ def fit(cfg: Config, report=None, resume: str | Path | None = None, out_dir: str
     timing["total"] = time.perf_counter() - t_start
     return {"final": history[-1], "best": best, "history": history, "timing": timing,
             "config_hash": config_hash(cfg), "config": cfg, "model": model, "state": state,
+            "optimizers": optimizers,
             "splits": splits, "weights_hash": getattr(model, "weights_hash", None),
             "stages": dict(stages.used)}
 
