@@ -49,30 +49,42 @@ def seed_everything(seed: int) -> None:
 
 
 class Batches:
-    """Per-domain samplers of labelled (and, if the method wants them, unlabelled) batches."""
+    """Per-domain samplers of labelled (and, if the method wants them, unlabelled) batches.
+
+    `data.batch_size` is per rank. Every rank runs the same seeded index streams for the global
+    batch of world_size x B images and takes its own slice, so W ranks see exactly the images
+    (and flips) of one process with a batch of W x B, and never the same image twice in a step."""
 
     def __init__(self, cfg: Config, domains: dict, needs_unlabelled: bool, device, rank: int,
-                 raw: bool = False, extra_labelled: dict | None = None):
-        seed = cfg.train.seed * 1_000 + rank
+                 raw: bool = False, extra_labelled: dict | None = None, world_size: int = 1):
+        seed = cfg.train.seed * 1_000
+        self.part = (rank, world_size)
         self.domains = {**domains, **(extra_labelled or {})}
         self.device, self.hflip, self.raw = device, cfg.data.hflip, raw
         self.aug = torch.Generator().manual_seed(seed + 17)
-        self.labelled = {d: IndexSampler(dd.labelled, cfg.data.batch_size, seed + 31 * i)
+        b, bu = cfg.data.batch_size, cfg.data.unlabelled_batch_size
+        self.sizes = {"labelled": b, "unlabelled": bu}
+        self.labelled = {d: IndexSampler(dd.labelled, b * world_size, seed + 31 * i)
                          for i, (d, dd) in enumerate(self.domains.items())}
         self.unlabelled = {}
         if needs_unlabelled:    # the evaluated domains only; an extra (source) domain is all labelled
-            self.unlabelled = {d: IndexSampler(dd.unlabelled, cfg.data.unlabelled_batch_size,
-                                               seed + 31 * i + 7) for i, (d, dd) in enumerate(domains.items())}
+            self.unlabelled = {d: IndexSampler(dd.unlabelled, bu * world_size, seed + 31 * i + 7)
+                               for i, (d, dd) in enumerate(domains.items())}
+
+    def _mine(self, indices: torch.Tensor, kind: str) -> torch.Tensor:
+        rank, b = self.part[0], self.sizes[kind]
+        return indices[rank * b:(rank + 1) * b]
 
     def next(self) -> dict:
         batch = {"labelled": {}, "unlabelled": {}}
         for d, sampler in self.labelled.items():
-            x, y = self.domains[d].fetch("train", sampler.next())
+            x, y = self.domains[d].fetch("train", self._mine(sampler.next(), "labelled"))
             if self.hflip:
-                x, y = random_hflip(x, y, self.aug)
+                x, y = random_hflip(x, y, self.aug, self.part)
             batch["labelled"][d] = (self._image(x), y.to(self.device).long())
         for d, sampler in self.unlabelled.items():
-            x, _ = self.domains[d].fetch("train", sampler.next())  # labels are never read
+            # labels are never read
+            x, _ = self.domains[d].fetch("train", self._mine(sampler.next(), "unlabelled"))
             batch["unlabelled"][d] = self._image(x)
         return batch
 
@@ -109,6 +121,16 @@ def evaluate_all(cfg: Config, model, domains: dict, device, iteration: int) -> d
     record["miou_sum"] = float(sum(mious))
     record["miou_mean"] = float(sum(mious) / len(mious))
     return record
+
+
+def mean_losses(loss_sums: dict, steps: int) -> dict:
+    """Each term's mean over the interval's steps and over ranks (one all-reduce per evaluation)."""
+    if not loss_sums:
+        return {}
+    names = list(loss_sums)
+    sums = torch.stack([torch.as_tensor(loss_sums[k], dtype=torch.float64) for k in names])
+    sums = ddp.sum_over_ranks(sums) / ddp.world()[1]
+    return {k: float(v) / steps for k, v in zip(names, sums.tolist())}
 
 
 def autocast(cfg: Config, device: torch.device):
@@ -151,7 +173,8 @@ def fit(cfg: Config, report=None, resume: str | Path | None = None, out_dir: str
     update = getattr(method, "update", None)
     extra = {d: load_domain(dc, d) for d, dc in getattr(method, "extra_labelled", lambda c: {})(cfg).items()}
     batches = Batches(cfg, domains, method.NEEDS_UNLABELLED, device, rank,
-                      raw=getattr(method, "RAW_IMAGES", False), extra_labelled=extra)
+                      raw=getattr(method, "RAW_IMAGES", False), extra_labelled=extra,
+                      world_size=world_size)
     splits = {d: {"split_id": dd.split_id, "split_hash": dd.split_hash, "n_labelled": len(dd.labelled)}
               for d, dd in domains.items()}
     timing = {"setup": time.perf_counter() - t0, "data": 0.0, "train": 0.0, "eval": 0.0}
@@ -219,7 +242,7 @@ def fit(cfg: Config, report=None, resume: str | Path | None = None, out_dir: str
             record["splits"] = splits
             record["resumed_from"] = start       # 0 = this process started from scratch
             record["started_at"] = started_at
-            record["loss"] = {k: float(v) / loss_steps for k, v in loss_sums.items()}
+            record["loss"] = mean_losses(loss_sums, loss_steps)
             loss_sums, loss_steps = {}, 0
             record["lr"] = lr
             record["lrs"] = lrs

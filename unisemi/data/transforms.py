@@ -19,9 +19,14 @@ def normalize_float(images: torch.Tensor) -> torch.Tensor:
     return (images - MEAN.to(images.device)) / STD.to(images.device)
 
 
-def random_hflip(images: torch.Tensor, labels: torch.Tensor | None, generator: torch.Generator):
-    """Flip each sample left-right with probability 1/2 (one draw per sample, no Python loop)."""
-    flip = torch.rand(images.shape[0], generator=generator) < 0.5
+def random_hflip(images: torch.Tensor, labels: torch.Tensor | None, generator: torch.Generator,
+                 part: tuple[int, int] = (0, 1)):
+    """Flip each sample left-right with probability 1/2 (one draw per sample, no Python loop).
+    `part = (rank, world_size)`: the draws are made for the global batch of world_size x B samples
+    and this rank keeps its slice, so W ranks flip as one process with the global batch would."""
+    rank, size = part
+    b = images.shape[0]
+    flip = (torch.rand(b * size, generator=generator) < 0.5)[rank * b:(rank + 1) * b]
     flip = flip.to(images.device)
     images = torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
     if labels is not None:
