@@ -84,8 +84,17 @@ def test_pixel_embeddings_upsample_to_label_resolution_and_drop_void():
     feats = torch.arange(4.0).view(1, 1, 2, 2)
     labels = torch.zeros(1, 4, 4, dtype=torch.long)
     labels[0, 0, 0] = 255
+    labels[0, 3, 3] = 7
     rows, lab = pixel_embeddings(feats, labels)
-    assert rows.shape == (15, 1) and lab.shape == (15,)
+    # feats is f(y, x) = 2y + x on a 2x2 grid; bilinear upsampling (half-pixel centres) to 4x4
+    # samples it at source coordinates (i + 0.5) / 2 - 0.5, clamped: 0, 0.25, 0.75, 1
+    r = [0.0, 0.25, 0.75, 1.0]
+    expected = [2 * r[i] + r[j] for i in range(4) for j in range(4)][1:]     # void (0, 0) dropped
+    assert rows.shape == (15, 1) and torch.allclose(rows[:, 0], torch.tensor(expected))
+    assert lab.tolist() == [0] * 14 + [7]
+    # with a PCA (mean, components) the rows are the projected features, upsampled the same way
+    rows2, _ = pixel_embeddings(feats, labels, torch.tensor([1.0]), torch.tensor([[-2.0]]))
+    assert torch.allclose(rows2[:, 0], -2.0 * (torch.tensor(expected) - 1.0))
 
 
 def test_gamma_fixes_replaces_or_interpolates_centroids():
