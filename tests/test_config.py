@@ -64,3 +64,11 @@ def test_config_hash_tracks_values():
     b = load_config(None, ["train.iterations=5"])
     c = load_config(None, ["train.iterations=6"])
     assert config_hash(a) == config_hash(b) != config_hash(c)
+
+
+def test_keys_of_another_methods_section_are_found():
+    from unisemi.config import foreign_method_keys
+    values = {"contrastive": {"lambda_contr": 1.0}, "universal": {"gamma": 0.5}, "train": {"seed": 1}}
+    assert foreign_method_keys(values, "universal") == ["contrastive.lambda_contr"]
+    assert foreign_method_keys(values, "supervised") == ["contrastive.lambda_contr", "universal.gamma"]
+    assert foreign_method_keys({"train": {"iterations": 3}}, "contrastive") == []

@@ -305,6 +305,23 @@ def validate(cfg, where: str = "") -> None:
             check(cfg, bad, active=cfg.method == name)
 
 
+def foreign_method_keys(values: dict, method: str) -> list[str]:
+    """Dotted keys in `values` (nested) that set the section of a registered method other than
+    `method`: in a spec cell they would change nothing, and the cell would silently equal another."""
+    out = []
+    for name, module in METHODS.items():
+        if name != method and hasattr(module, "Config") and isinstance(values.get(name), dict):
+            out += [f"{name}.{k}" for k in sorted(_flatten(values[name]))]
+    return out
+
+
+def _flatten(values: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for k, v in values.items():
+        keys += _flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else [f"{prefix}{k}"]
+    return keys
+
+
 def to_dict(cfg) -> dict:
     """Plain nested dict (tuples as lists) for YAML/JSON and for results rows."""
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
