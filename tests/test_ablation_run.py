@@ -8,6 +8,7 @@ from unisemi.ablation import cli
 from unisemi.ablation.report import write_outputs
 from unisemi.ablation.runner import RunnerError, run_table
 from unisemi.ablation.spec import load_spec
+from unisemi.ablation.store import TableStore
 from unisemi.train import fit
 
 pytestmark = pytest.mark.usefixtures("ray_local")
@@ -59,6 +60,27 @@ def test_rerun_without_resume_refuses_and_resume_runs_nothing_new(finished):
     assert again["ran"] == 0 and again["skipped"] == 4
     after = again["store"].read().sort_values(["trial", "iteration"]).reset_index(drop=True)
     assert after.equals(before)
+
+
+def test_a_truncated_trial_file_is_set_aside_and_its_trial_reruns_on_resume(finished, tmp_path):
+    import shutil
+    spec, root, res = finished
+    results = tmp_path / "results"
+    shutil.copytree(root / "results", results, ignore=shutil.ignore_patterns("_ray", "tables"))
+    victim = next(t for t in res["trials"] if t.cell_id == "variant=a" and t.seed == 1)
+    path = TableStore(results, spec.suite, spec.name).trial_file(victim.key)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    logs = []
+    again = run_table(spec, results_dir=results, resume=True, log=logs.append)
+    assert again["ran"] == 1 and again["missing"] == [] and again["failed"] == 0
+    [kept] = (results / "_damaged" / "suite=contrastive" / "table=table1").iterdir()
+    assert kept.name.startswith(path.name + ".") and kept.read_bytes() == data[: len(data) // 2]
+    assert any(f"damaged trial file {path}" in line for line in logs)
+    df = again["store"].read()
+    final = df[df["is_final"]]
+    assert len(final) == 4 and (final["trial"] == victim.key).sum() == 1
+    assert sorted(df[df["trial"] == victim.key]["iteration"]) == [3, 6]
 
 
 def test_resume_with_nothing_stored_is_an_error(tmp_path):

@@ -243,3 +243,45 @@ def test_only_restricts_the_cells_and_rejects_unknown_levels(tmp_path):
         expand(s, only=parse_only(["variant=z"]))
     with pytest.raises(SpecError, match="expected AXIS=LEVEL"):
         parse_only(["variant"])
+
+
+SHIPPED = specmod.all_specs()
+
+
+def _paper_node(s, cell, domain):
+    """The raw YAML node under `paper:` for a cell and domain, walked as Spec.paper_value walks it
+    but without its number filter, so a string or list there is seen instead of read as null."""
+    node = s.raw.get("paper")
+    for axis in (s.layout["rows"], s.layout["columns"]):
+        if axis is not None and isinstance(node, dict):
+            node = node.get(str(cell[axis]))
+    return node.get(domain) if isinstance(node, dict) else node
+
+
+@pytest.mark.parametrize("path", [p for _, _, p in SHIPPED], ids=[f"{s}/{t}" for s, t, _ in SHIPPED])
+def test_every_shipped_spec_expands_on_laptop_and_names_the_missing_loader_on_paper(path):
+    """Needs only the checkout (not ../shared): every table under ablations/ loads, every trial's
+    config validates, keys are unique, and the paper's numbers are numbers."""
+    from unisemi.ablation.spec import cell_id
+    from unisemi.config import build_config
+    from unisemi.data import known_domains
+    s = load_spec(str(path))
+    trials, pending = expand(s, "laptop")
+    assert trials and len({t.key for t in trials}) == len(trials)
+    for t in trials:
+        build_config(t.config, f"{path} {t.cell_id}")            # the dict a Ray worker gets validates
+        assert set(t.domain_keys) <= set(s.domains) and t.config["data"]["domains"]
+    assert {t.cell_id for t in trials} | set(pending) == {cell_id(c) for c in s.cells()}
+    rows_levels = {str(level) for level in s.axes[s.layout["rows"]]}
+    assert set(map(str, s.raw.get("paper") or {})) <= rows_levels, "paper: keys must be row levels"
+    for cell in s.cells():
+        for domain in s.domains:
+            node = _paper_node(s, cell, domain)
+            assert node is None or (isinstance(node, (int, float)) and not isinstance(node, bool)), \
+                (cell, domain, node)
+    assert any(s.paper_value(c, d) is not None for c in s.cells() for d in s.domains)
+    paper = (s.raw.get("profiles") or {}).get("paper")
+    if paper and any(name not in known_domains("synthetic") for name in paper["domains"].values()):
+        with pytest.raises(SpecError, match=r"real dataset '\w+', whose loader is not built yet") as err:
+            expand(s, "paper")
+        assert str(path) in str(err.value) and "\n" not in str(err.value)

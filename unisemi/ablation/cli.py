@@ -5,8 +5,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from unisemi.ablation.ledger import ConfigChanged
+from unisemi.ablation.lock import LockHeld
 from unisemi.ablation.runner import RunnerError
 from unisemi.ablation.spec import SpecError, all_specs, expand, load_spec, parse_only
+from unisemi.ablation.store import StoreError
 from unisemi.config import ConfigError, parse_override, _merge
 
 
@@ -50,6 +53,10 @@ def list_tables(out=print) -> None:
             out(f"{suite}/{table:8s} {'invalid':28s} {exc}")
 
 
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
 def outputs_dir(results: str, spec) -> Path:
     return Path(results) / "tables" / spec.suite / spec.name
 
@@ -58,15 +65,16 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _main(args)
-    except (SpecError, ConfigError, RunnerError) as exc:
+    except (SpecError, ConfigError, RunnerError, StoreError, LockHeld, ConfigChanged) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
 
 def _main(args) -> int:
     from unisemi.ablation.report import write_outputs
+    from unisemi.ablation.rows import describe_set_aside, set_aside
     from unisemi.ablation.runner import describe, estimate, probe_seconds, run_table, stored_costs
-    from unisemi.ablation.store import TableStore
+    from unisemi.ablation.store import TableStore, check_results_dir
 
     if args.list:
         list_tables()
@@ -84,7 +92,9 @@ def _main(args) -> int:
     only = parse_only(args.only)
     trials, pending = expand(spec, args.profile, args.seeds, overrides, only)
     out_dir = outputs_dir(args.results, spec)
-    store = TableStore(args.results, spec.suite, spec.name)
+    # --dry-run only reads; a run or --report-only writes rows, tables and set-aside files.
+    check_results_dir(args.results, writable=not args.dry_run)
+    store = TableStore(args.results, spec.suite, spec.name, log=_stderr)
     if args.dry_run:
         if args.resume:
             done = store.completed()
@@ -105,7 +115,10 @@ def _main(args) -> int:
     elif not store.exists():
         raise SpecError(f"--report-only: nothing stored for {spec.suite}/{spec.name} under {store.dir}")
     df = store.read()
-    paths = write_outputs(spec, df, out_dir, pending, args.profile)
+    ignored = describe_set_aside(set_aside(df, trials, args.profile), lead=f"{store.dir}: not in this table")
+    if ignored:
+        _stderr(ignored)
+    paths = write_outputs(spec, df, out_dir, pending, args.profile, trials=trials)
     print((out_dir / "table.md").read_text())
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from unisemi.ablation.report import selected_rows
+from unisemi.ablation.rows import selected_rows
 from unisemi.ablation.spec import Spec
 
 

@@ -4,6 +4,10 @@ Each cell is the mean +- sample std over the trials of that cell and n. When bot
 the labelled split vary, the spread is split in two: the seed std (pooled within splits) and the
 split std (of the per-split means). Significance: Welch's t-test of each cell against the spec's
 baseline cell in the same column; `*` marks p < 0.05. The best mean of a column is bold.
+
+A table is built only from the rows of the current expansion's trials (rows.py): rows of another
+config or profile in the same folder are counted in a footnote, never averaged in. A cell with
+fewer finished trials than the expansion has shows `n=k of m` and a dagger, named in a footnote.
 """
 from __future__ import annotations
 
@@ -13,19 +17,33 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from unisemi.ablation.spec import Spec, cell_id
+from unisemi.ablation.rows import describe_set_aside, in_expansion, selected_rows, set_aside, trial_states
+from unisemi.ablation.spec import Spec, cell_id, expand
+from unisemi.atomic import atomic_write_text
+
+INCOMPLETE = "†"          # marks a cell with fewer finished trials than the expansion has
 
 
-def selected_rows(spec: Spec, df: pd.DataFrame) -> pd.DataFrame:
-    """The evaluation a table shows (final or best-on-val) of every successful trial."""
-    if not len(df):
-        return df
-    flag = "is_final" if spec.evaluation == "final" else "is_best"
-    return df[(df["status"] == "ok") & df[flag]].copy()
+def trial_counts(trials, df: pd.DataFrame) -> dict:
+    """{(cell id, domain key): {'expected', 'failed', 'missing'}} over the expansion's trials."""
+    states = trial_states(df, trials)
+    out: dict = {}
+    for t in trials:
+        for dkey in t.domain_keys:
+            c = out.setdefault((t.cell_id, dkey), {"expected": 0, "failed": 0, "missing": 0})
+            c["expected"] += 1
+            if states[t.key] != "ok":
+                c[states[t.key]] += 1
+    return out
 
 
-def summarize(spec: Spec, df: pd.DataFrame) -> pd.DataFrame:
-    """Tidy summary: one line per (cell, domain key) with mean, std, n, seed/split std, paper, p."""
+def summarize(spec: Spec, df: pd.DataFrame, trials=None) -> pd.DataFrame:
+    """Tidy summary: one line per (cell, domain key) with mean, std, n, seed/split std, paper, p.
+    With the expansion's `trials`, only their rows count, and each line says how many trials it
+    should have (`n_expected`) and how many failed or have no final row."""
+    if trials is not None:
+        df = in_expansion(df, trials)
+    counts = trial_counts(trials, df) if trials is not None else {}
     sel = selected_rows(spec, df)
     metric = spec.metric
     lines = []
@@ -44,6 +62,9 @@ def summarize(spec: Spec, df: pd.DataFrame) -> pd.DataFrame:
                     "std": float(vals.std(ddof=1)) if len(vals) > 1 else math.nan,
                     "seed_std": math.nan, "split_std": math.nan,
                     "paper": spec.paper_value(cell, dkey)}
+            c = counts.get((cid, dkey), {})
+            line.update(n_expected=c.get("expected"), n_failed=c.get("failed", 0),
+                        n_missing=c.get("missing", 0))
             if g is not None and g["split_seed"].nunique() > 1 and (g["seed"] != g["split_seed"]).any():
                 within = [s[metric].var(ddof=1) for _, s in g.groupby("split_seed") if len(s) > 1]
                 if within:
@@ -75,15 +96,28 @@ def _welch_against_baseline(spec: Spec, out: pd.DataFrame, baseline: dict) -> No
             out.at[i, "p_value"] = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 
-def _fmt(mean, std, n, sig=False, bold=False, tex=False) -> str:
+def _incomplete(n, expected) -> bool:
+    return expected is not None and not _isnan(expected) and n < expected
+
+
+def _isnan(x) -> bool:
+    return isinstance(x, float) and math.isnan(x)
+
+
+def _fmt(mean, std, n, sig=False, bold=False, tex=False, expected=None) -> str:
+    short = _incomplete(n, expected)
+    mark = (r"$^\dagger$" if tex else INCOMPLETE) if short else ""
+    count = f"(n={n} of {int(expected)})" if short else f"(n={n})"
     if n == 0 or math.isnan(mean):
-        return "–" if not tex else "--"
+        if tex:
+            return "--" + mark
+        return "–" + (f" {count}{mark}" if short else "")
     pm = r" $\pm$ " if tex else " ± "
     body = f"{mean:.1f}" + (f"{pm}{std:.1f}" if not math.isnan(std) else "")
     if bold:
         body = rf"\textbf{{{body}}}" if tex else f"**{body}**"
     star = ("$^*$" if tex else "\\*") if sig else ""
-    return f"{body}{star} (n={n})" if not tex else f"{body}{star}"
+    return f"{body}{star} {count}{mark}" if not tex else f"{body}{star}{mark}"
 
 
 def _num(x, signed=False) -> str:
@@ -156,7 +190,8 @@ def _body_rows(spec, row_keys, groups, cells, best, tex: bool):
                 continue
             is_best = best.get((c, d)) is not None and line["n"] and line["mean"] == best[(c, d)]
             sig = not math.isnan(line["p_value"]) and line["p_value"] < 0.05
-            out += [_fmt(line["mean"], line["std"], line["n"], sig, bool(is_best), tex=tex),
+            out += [_fmt(line["mean"], line["std"], line["n"], sig, bool(is_best), tex=tex,
+                         expected=line.get("n_expected")),
                     _num(line["paper"]).replace("–", dash), _num(line["delta"], True).replace("–", dash)]
         yield _row_label(spec, spec.layout["rows"], rk[0], label), out
 
@@ -169,7 +204,7 @@ def _row_label(spec, axis, level, default) -> str:
 def latex(spec: Spec, summary: pd.DataFrame, footnotes: list[str]) -> str:
     row_keys, groups, cells, best = build_grid(spec, summary)
     rows_axis = spec.layout["rows"]
-    esc = lambda s: str(s).replace("_", r"\_").replace("%", r"\%")  # noqa: E731
+    esc = lambda s: str(s).replace("_", r"\_").replace("%", r"\%").replace(INCOMPLETE, r"$^\dagger$")  # noqa: E731
     cols = "l" + "rrr" * len(groups)
     lines = [r"\begin{table}[t]", r"\centering", r"\small", rf"\begin{{tabular}}{{{cols}}}", r"\toprule"]
     top = [""] + [rf"\multicolumn{{3}}{{c}}{{{esc(_header_name(c, d, spec))}}}" for c, d in groups]
@@ -217,8 +252,28 @@ def precision(summary: pd.DataFrame) -> dict | None:
             "resolvable": t * pooled * math.sqrt(2.0 / n)}
 
 
+def incomplete_note(spec: Spec, summary: pd.DataFrame) -> str | None:
+    """The footnote naming every cell with fewer finished trials than the expansion has."""
+    if "n_expected" not in summary:
+        return None
+    parts = []
+    for line in summary.itertuples():
+        if not _incomplete(line.n, line.n_expected):
+            continue
+        where = line.cell + (f" {line.domain}" if len(spec.domains) > 1 else "")
+        why = [f"{k} {what}" for k, what in ((line.n_missing, "without a final row"),
+                                             (line.n_failed, "failed")) if k]
+        parts.append(f"{where}: {line.n} of {int(line.n_expected)} trials" + (f" ({', '.join(why)})" if why else ""))
+    if not parts:
+        return None
+    return (f"{INCOMPLETE} Incomplete (a trial interrupted, still running or failed; rerun with --resume): "
+            + "; ".join(parts) + ".")
+
+
 def footnotes_for(spec: Spec, df: pd.DataFrame, pending: dict, profile: str | None,
-                  summary: pd.DataFrame | None = None) -> list[str]:
+                  summary: pd.DataFrame | None = None, ignored: dict | None = None) -> list[str]:
+    """The table's footnotes; `df` should already be the current expansion's rows, `ignored` the
+    count of the stored rows left out (rows.set_aside)."""
     sel = selected_rows(spec, df)
     notes = [f"Shows the {'final' if spec.evaluation == 'final' else 'best-on-validation'} evaluation of "
              f"each trial; mean ± sample std over trials, n = trials per cell. Bold: best mean in the column."]
@@ -241,6 +296,10 @@ def footnotes_for(spec: Spec, df: pd.DataFrame, pending: dict, profile: str | No
             reasons = "; ".join(f"{r.cell} seed {r.seed}: {r.status} ({(r.error or '')[:80]})"
                                 for r in failed.itertuples())
             notes.append(f"{len(failed)} failed trial(s), excluded: {reasons}")
+    for note in (incomplete_note(spec, summary) if summary is not None else None,
+                 describe_set_aside(ignored or {})):
+        if note:
+            notes.append(note)
     by_reason: dict = {}
     for cid, reason in pending.items():
         by_reason.setdefault(reason, []).append(cid)
@@ -256,30 +315,33 @@ def footnotes_for(spec: Spec, df: pd.DataFrame, pending: dict, profile: str | No
 
 
 def write_outputs(spec: Spec, df: pd.DataFrame, out_dir: Path, pending: dict | None = None,
-                  profile: str | None = None) -> dict:
+                  profile: str | None = None, trials=None) -> dict:
+    """Write table.md/.tex/.csv (+ per-class table, plot) from the rows of `trials` only: the
+    current expansion (default: the spec as written, at `profile`). `df` may hold every row of
+    the folder; the others are left out and counted in a footnote."""
+    profile = profile or "laptop"
+    if trials is None:
+        trials, pending_now = expand(spec, profile)
+        pending = pending_now if pending is None else pending
+    current = in_expansion(df, trials)
+    summary = summarize(spec, current, trials)
+    notes = footnotes_for(spec, current, pending or {}, profile, summary, set_aside(df, trials, profile))
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary = summarize(spec, df)
-    notes = footnotes_for(spec, df, pending or {}, profile, summary)
     paths = {}
     for name, text in (("table.md", markdown(spec, summary, notes)), ("table.tex", latex(spec, summary, notes))):
-        _atomic_write(out_dir / name, text)
-        paths[name] = out_dir / name
+        paths[name] = atomic_write_text(out_dir / name, text)
     csv = summary.drop(columns=["values"]).copy()
-    _atomic_write(out_dir / "table.csv", csv.to_csv(index=False))
-    paths["table.csv"] = out_dir / "table.csv"
+    paths["table.csv"] = atomic_write_text(out_dir / "table.csv", csv.to_csv(index=False))
     if spec.raw.get("per_class"):
-        text = per_class_markdown(spec, df)
+        text = per_class_markdown(spec, current)
         if text:
-            _atomic_write(out_dir / "per_class.md", text)
-            paths["per_class.md"] = out_dir / "per_class.md"
+            paths["per_class.md"] = atomic_write_text(out_dir / "per_class.md", text)
     from unisemi.ablation.plots import plot_table
-    plot = plot_table(spec, df, summary, out_dir)
+    plot = plot_table(spec, current, summary, out_dir)
     if plot is not None:
         paths["plot"] = plot
     return paths
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+# search.py (not this module's to change) still imports the old private name; it is the shared helper.
+_atomic_write = atomic_write_text

@@ -7,7 +7,10 @@ exactly one final row per trial, or the run fails loudly.
 
 Resume never depends on Tune's experiment state (which does not restore searchers, ray#30861):
 the store is the ledger. `--resume` runs only the trials without a final row; the rows of an
-interrupted trial are rewritten under the same keys when it reruns.
+interrupted trial are rewritten under the same keys when it reruns. A trial key names the profile
+and the config (seeds aside), and a run whose config differs from the stored one for the same
+cells stops before Ray starts (ledger.py). One runner per table: run_table holds the table's
+lock file for the whole run (lock.py).
 """
 from __future__ import annotations
 
@@ -17,8 +20,11 @@ import os
 import uuid
 from pathlib import Path
 
-from unisemi.ablation.spec import Spec, expand
-from unisemi.ablation.store import TableStore
+from unisemi.ablation.ledger import check_same_config
+from unisemi.ablation.lock import TableLock
+from unisemi.ablation.rows import describe_set_aside, in_expansion, set_aside
+from unisemi.ablation.spec import Spec, config_identity, expand
+from unisemi.ablation.store import TableStore, check_results_dir
 from unisemi.ablation.trial import failure_row, git_revision, rows_for, run_trial
 
 
@@ -110,32 +116,50 @@ def run_table(spec: Spec, *, profile: str = "laptop", seeds: int | None = None,
               max_concurrent: int | None = None, max_failures: int = 2, overrides: dict | None = None,
               num_cpus: int | None = None, inject_fault: dict | None = None, only: dict | None = None,
               log=print) -> dict:
-    """Run the missing trials of `spec`; returns {'ran', 'skipped', 'pending', 'failed', 'store'}."""
+    """Run the missing trials of `spec`; returns {'ran', 'skipped', 'pending', 'failed', 'store'}.
+
+    Everything that can refuse the run (a results path that is a file or read-only, another live
+    runner on the table, stored trials of another config) does so before Ray starts. Raises
+    RunnerError, StoreError, lock.LockHeld or ledger.ConfigChanged, each with a one-line message."""
     import ray
     from ray import tune
 
     trials, pending = expand(spec, profile, seeds, overrides, only)
-    store = TableStore(results_dir, spec.suite, spec.name)
+    check_results_dir(results_dir)
+    store = TableStore(results_dir, spec.suite, spec.name, log=log)
     if resume and not store.exists():
         raise RunnerError(f"--resume: nothing stored for {spec.suite}/{spec.name} under {store.dir}")
-    stored = store.read()
-    if len(stored) and not resume:
-        raise RunnerError(f"{store.dir} already holds results of {spec.suite}/{spec.name}; pass --resume "
+    with TableLock(store.dir, log):
+        todo = _trials_to_run(store, trials, pending, profile, resume, log)
+        if todo:
+            prepare_pretrained(todo, log)
+            _launch(spec, todo, store, profile, results_dir, address, workers_per_trial, cpus_per_trial,
+                    gpus_per_trial, max_concurrent, max_failures, num_cpus, inject_fault, log, ray, tune)
+        missing = check_complete(store, trials)
+        failed = in_expansion(store.final_rows(), trials)
+    failed = failed[failed["status"] != "ok"] if len(failed) else failed
+    return {"ran": len(todo), "skipped": len(trials) - len(todo), "pending": pending,
+            "failed": len(failed), "missing": missing, "store": store, "trials": trials}
+
+
+def _trials_to_run(store: TableStore, trials, pending: dict, profile: str, resume: bool, log) -> list:
+    """The trials of this expansion without a final row, after the ledger's checks: the stored
+    trials of these cells must have this config, and a run without --resume must start from a
+    folder with no rows of this profile (rows of another profile are another table instance)."""
+    stored = store.read()                      # also sets damaged files aside, so they rerun
+    check_same_config(stored, trials, profile, store.dir)
+    if not resume and len(stored) and (stored["profile"] == profile).any():
+        raise RunnerError(f"{store.dir} already holds results of {store.suite}/{store.table}; pass --resume "
                           f"to run only the missing trials, or --report-only to rewrite the outputs")
     done = store.completed()
     todo = [t for t in trials if t.key not in done]
     log(f"{len(trials)} trials ({len(trials) - len(todo)} already stored, {len(todo)} to run)"
         + (f"; {len(pending)} cells pending: " + "; ".join(f"{c} ({r})" for c, r in pending.items())
            if pending else ""))
-    if todo:
-        prepare_pretrained(todo, log)
-        _launch(spec, todo, store, profile, results_dir, address, workers_per_trial, cpus_per_trial,
-                gpus_per_trial, max_concurrent, max_failures, num_cpus, inject_fault, log, ray, tune)
-    missing = check_complete(store, trials)
-    failed = store.final_rows()
-    failed = failed[failed["status"] != "ok"] if len(failed) else failed
-    return {"ran": len(todo), "skipped": len(trials) - len(todo), "pending": pending,
-            "failed": len(failed), "missing": missing, "store": store, "trials": trials}
+    ignored = describe_set_aside(set_aside(stored, trials, profile), lead="Not part of this run, left as they are")
+    if ignored:
+        log(ignored)
+    return todo
 
 
 def prepare_pretrained(trials, log=print) -> list:
@@ -235,14 +259,9 @@ def check_complete(store: TableStore, trials) -> list[str]:
     return [t.key for t in trials if t.key not in have]
 
 
-def cost_key(config: dict) -> str:
-    """A trial's config without its seeds: trials that share it cost the same to run."""
-    import hashlib
-    import json
-    c = json.loads(json.dumps(config))
-    c.get("train", {}).pop("seed", None)
-    c.get("data", {}).pop("split_seed", None)
-    return hashlib.sha1(json.dumps(c, sort_keys=True).encode()).hexdigest()[:16]
+# A trial's config without its seeds: trials that share it cost the same to run. The same hash is
+# the config part of every trial key (spec.trial_key), so "same config" means one thing everywhere.
+cost_key = config_identity
 
 
 TIME_PARTS = ("launch_s", "setup_s", "data_s", "train_s", "eval_s")

@@ -292,6 +292,32 @@ def parse_only(items) -> dict:
     return out
 
 
+SEED_KEYS = (("train", "seed"), ("data", "split_seed"))
+
+
+def seeds_aside(config: dict) -> dict:
+    """A copy of a resolved config without its seeds (`train.seed`, `data.split_seed`)."""
+    c = json.loads(json.dumps(config))
+    for section, name in SEED_KEYS:
+        c.get(section, {}).pop(name, None)
+    return c
+
+
+def config_identity(config: dict) -> str:
+    """Hash of a resolved config with the seeds aside: trials that share it ran the same settings
+    (and cost the same to run). Part of every trial key; `runner.cost_key` is this function."""
+    return hashlib.sha1(json.dumps(seeds_aside(config), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def trial_key(spec: Spec, cid: str, seed: int, split_seed: int, keys, profile: str, config: dict) -> str:
+    """The ledger's identity of a trial: which table, cell, seed, split, domains, data profile and
+    settings. A change of `--set`, of the profile or of the spec's levels gives new keys, so a
+    `--resume` never takes a trial run with other settings for done."""
+    ident = json.dumps([spec.suite, spec.name, cid, seed, split_seed, list(keys), profile,
+                        config_identity(config)], sort_keys=True)
+    return hashlib.sha1(ident.encode()).hexdigest()[:16]
+
+
 def expand(spec: Spec, profile: str = "laptop", seeds: int | None = None,
            overrides: dict | None = None, only: dict | None = None) -> tuple[list[Trial], dict]:
     """All trials of a spec (restricted to the cells whose levels are in `only`, if given), plus
@@ -346,8 +372,7 @@ def expand(spec: Spec, profile: str = "laptop", seeds: int | None = None,
                     config = to_dict(cfg)
                     from unisemi.config import config_hash
                     chash = config_hash(cfg)
-                    ident = json.dumps([spec.suite, spec.name, cid, seed, split_seed, keys], sort_keys=True)
-                    key = hashlib.sha1(ident.encode()).hexdigest()[:16]
+                    key = trial_key(spec, cid, seed, split_seed, keys, profile, config)
                     trials.append(Trial(key=key, cell=dict(cell), cell_id=cid, seed=seed,
                                         split_seed=split_seed, domain_keys=tuple(keys),
                                         domain_map={dmap_table[k]: k for k in keys},

@@ -4,15 +4,25 @@ One file per trial (named by the trial key), rewritten atomically (temporary fil
 time the trial reports. Rows are merged on (iteration, domain), so a retried trial or a resumed run
 rewrites the same rows instead of adding new ones: the store key is (table, cell, seed, split,
 iteration, domain), and a reader never sees a half-written file.
+
+A file that cannot be read anyway (truncated by a copy, emptied by a full disk) is never a
+traceback and never deleted: it is moved to <root>/_damaged/suite=S/table=T/<name>.<UTC time>, one
+line is logged, and its trial counts as not run, so `--resume` runs it again. (pyarrow skips
+paths starting with `_` or `.`, so neither `_damaged/` nor the lock file is read as results.)
 """
 from __future__ import annotations
 
+import datetime
 import os
+import shutil
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from unisemi.atomic import atomic_write
 
 # Row schema (README "Results schema" documents each column).
 COLUMNS = {
@@ -33,13 +43,42 @@ COLUMNS = {
 }
 SCHEMA = pa.schema(list(COLUMNS.items()))
 FAILED = ("nan", "error")   # statuses of a failed trial's marker row (iteration -1)
+DAMAGED_DIR = "_damaged"
+
+
+class StoreError(RuntimeError):
+    """A results folder that cannot be used; the message names the path and what was expected."""
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def check_results_dir(root: str | Path, writable: bool = True) -> None:
+    """Stop with one line, before anything runs, when `root` is a file or (when a run or a report
+    will write there) cannot be written: the first existing folder on its path must be writable."""
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise StoreError(f"--results {root}: is a file, expected a folder for the results dataset")
+    if not writable:
+        return
+    existing = root
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise StoreError(f"--results {root}: {existing} is a file, expected a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise StoreError(f"--results {root}: no write permission on {existing}; "
+                         f"pass a writable --results folder")
 
 
 class TableStore:
-    def __init__(self, root: str | Path, suite: str, table: str):
+    def __init__(self, root: str | Path, suite: str, table: str, log=_stderr):
         self.root = Path(root)
         self.suite, self.table = suite, table
         self.dir = self.root / f"suite={suite}" / f"table={table}"
+        self.log = log
+        self.damaged: list[Path] = []     # where this store set damaged files aside
 
     def trial_file(self, trial_key: str) -> Path:
         return self.dir / f"trial-{trial_key}.parquet"
@@ -48,16 +87,42 @@ class TableStore:
         return self.dir.exists() and any(self.dir.glob("trial-*.parquet"))
 
     def read_trial(self, trial_key: str) -> pd.DataFrame:
-        path = self.trial_file(trial_key)
-        # Reindexed so files written before a column was added still merge and finalize.
-        return pq.read_table(path).to_pandas().reindex(columns=list(COLUMNS)) if path.exists() else _empty()
+        frame = self._read_file(self.trial_file(trial_key))
+        return _empty() if frame is None else frame
 
     def read(self) -> pd.DataFrame:
         files = sorted(self.dir.glob("trial-*.parquet")) if self.dir.exists() else []
-        if not files:
-            return _empty()
-        return pd.concat([pq.read_table(f).to_pandas().reindex(columns=list(COLUMNS)) for f in files],
-                         ignore_index=True)
+        frames = [f for f in (self._read_file(path) for path in files) if f is not None]
+        return pd.concat(frames, ignore_index=True) if frames else _empty()
+
+    def _read_file(self, path: Path) -> pd.DataFrame | None:
+        """One trial file's rows; None when it is absent or damaged (then it is set aside)."""
+        if not path.exists():
+            return None
+        try:
+            # Reindexed so files written before a column was added still merge and finalize.
+            return pq.read_table(path).to_pandas().reindex(columns=list(COLUMNS))
+        except FileNotFoundError:      # set aside by another reader meanwhile
+            return None
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            self._set_aside(path, exc)
+            return None
+
+    def _set_aside(self, path: Path, exc: Exception) -> None:
+        """Move a damaged file to _damaged/ (never delete data) and say so in one line."""
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+        dest = self.root / DAMAGED_DIR / f"suite={self.suite}" / f"table={self.table}" / f"{path.name}.{stamp}"
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(path), dest)
+        except OSError as move_exc:
+            self.log(f"damaged trial file {path} ({reason}): left in place, could not move it to "
+                     f"{dest.parent} ({move_exc.strerror or move_exc}); its rows are skipped")
+            return
+        self.damaged.append(dest)
+        self.log(f"damaged trial file {path} ({reason}): moved to {dest}; "
+                 f"its trial counts as not run and reruns on --resume")
 
     def merge(self, trial_key: str, rows: list[dict]) -> None:
         """Upsert a trial's rows on (iteration, domain)."""
@@ -83,12 +148,8 @@ class TableStore:
         self._write(trial_key, df)
 
     def _write(self, trial_key: str, frame: pd.DataFrame) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        path = self.trial_file(trial_key)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         table = pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False)
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
+        atomic_write(self.trial_file(trial_key), lambda tmp: pq.write_table(table, tmp))
 
     def final_rows(self) -> pd.DataFrame:
         df = self.read()
