@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from unisemi.distributed import device_name  # noqa: F401  (core owns it; re-exported for old callers)
+from unisemi.distributed import device_name
 
 
 def git_revision() -> str:
