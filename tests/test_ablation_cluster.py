@@ -1,6 +1,7 @@
 """The runner beyond one process: cluster.yaml validity, several Ray nodes, a killed driver,
 and trials that each launch a TorchTrainer."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -29,6 +30,36 @@ def test_cluster_yaml_passes_rays_own_validation():
     assert types[config["head_node_type"]]["resources"] == {"CPU": 0}       # no trials on the head
     assert any("pip install -e" in c for c in config["setup_commands"])
     assert any("g5" in t["node_config"]["InstanceType"] for t in types.values())
+
+
+def _start_commands(config: dict) -> list[str]:
+    cmds = [c for key in ("head_start_ray_commands", "worker_start_ray_commands") for c in config[key]]
+    return [c for c in cmds if "ray start" in c]
+
+
+def test_every_node_starts_with_token_auth_and_the_dashboard_stays_on_localhost():
+    pytest.importorskip("ray")
+    text = (ROOT / "cluster.yaml").read_text()
+    config = yaml.safe_load(text)
+    _validate(config)
+    starts = _start_commands(config)
+    assert len(starts) == 2                                       # the head's and the workers'
+    token_paths = set()
+    for cmd in starts:
+        env = cmd[:cmd.index("ray start")]                        # exported before Ray starts
+        assert "RAY_AUTH_MODE=token" in env
+        path = re.search(r"RAY_AUTH_TOKEN_PATH=(\S+?);", env).group(1)
+        token_paths.add(path.replace("$HOME", "/home/" + config["auth"]["ssh_user"]))
+        assert "--dashboard-host" not in cmd                      # default: the head's localhost
+    assert "0.0.0.0" not in text
+    # the token file reaches every node through file_mounts, from a git-ignored file
+    (remote,) = token_paths
+    local = config["file_mounts"][remote]
+    ignored = (ROOT / ".gitignore").read_text().splitlines()
+    assert Path(local).name in ignored
+    # and the token itself is never in the config: no secret-looking literal, no RAY_AUTH_TOKEN=
+    assert not re.search(r"[0-9a-fA-F]{32}", text)
+    assert "RAY_AUTH_TOKEN=" not in text
 
 
 def test_cluster_yaml_validation_catches_a_broken_config():
@@ -102,6 +133,25 @@ def test_killed_driver_resumes_with_exactly_one_final_row_per_cell_and_seed(tmp_
         ("variant=a", 0), ("variant=a", 1), ("variant=b", 0), ("variant=b", 1)]
     assert sorted(df.groupby("trial").size()) == [3, 3, 3, 3]   # iterations 10, 20, 30 once each
     assert (results / "tables" / "contrastive" / "table1" / "table.md").exists()
+
+
+def test_a_trial_bigger_than_the_local_cluster_fails_at_once_with_what_was_asked_and_what_exists(
+        tmp_path, ray_local, capsys):
+    """On 2 CPUs, 2 workers x 1 CPU plus the trial's driver can never start: this used to wait
+    forever after 'running 1 trials'."""
+    from unisemi.ablation.cli import main
+
+    spec = tiny_spec(tmp_path / "specs", cells=("a",), seeds=1, baseline=False)
+    t0 = time.perf_counter()
+    rc = main([str(spec), "--results", str(tmp_path / "results"), "--workers-per-trial", "2",
+               "--cpus-per-trial", "1"])
+    elapsed = time.perf_counter() - t0
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and elapsed < 60
+    assert err.startswith("error: each trial asks for driver {CPU: 0.01} + 2 workers x {CPU: 1} = {CPU: 2.01}")
+    assert "fixed-size Ray cluster has 1 node with {CPU: 2, GPU: 0} in all" in err
+    assert "\n" not in err and "Traceback" not in err
+    assert not list((tmp_path / "results").glob("suite=*/table=*/trial-*.parquet"))   # nothing ran
 
 
 @pytest.mark.slow

@@ -46,3 +46,26 @@ def test_torch_trainer_runs_fit_over_two_gloo_workers(ray_local):
     ck = checkpoint.load(result.checkpoint.to_directory())
     assert ck["step"] == 6
     assert ck["history"][-1]["domains"]["city"]["miou"] == pytest.approx(result.metrics["city/miou"])
+
+
+@pytest.mark.parametrize("cpus, gpus, expected", [
+    (1.0, 0.0, {"CPU": 1.0}),
+    (2.0, 1.0, {"CPU": 2.0, "GPU": 1.0}),
+    (0.5, 0.25, {"CPU": 0.5, "GPU": 0.25}),       # fractional: workers share one device
+])
+def test_workers_ask_for_exactly_the_gpus_per_trial_requested(cpus, gpus, expected):
+    pytest.importorskip("ray")
+    from unisemi.distributed import scaling_config, worker_resources
+
+    assert worker_resources(cpus, gpus) == expected
+    scaling = scaling_config(3, cpus, gpus)
+    assert scaling.num_workers == 3 and scaling.use_gpu == (gpus > 0)
+    # what Ray Train will reserve per worker and in all (its own view of the config)
+    assert scaling._resources_per_worker_not_none == expected
+    assert scaling.total_resources == {k: 3 * v for k, v in expected.items()}
+
+
+def test_negative_worker_resources_are_refused():
+    from unisemi.distributed import worker_resources
+    with pytest.raises(ValueError, match="-1 GPU"):
+        worker_resources(1.0, -1.0)

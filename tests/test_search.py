@@ -6,7 +6,7 @@ import yaml
 
 from conftest import TINY
 from unisemi import cli
-from unisemi.ablation.search import SearchError, load_space, preview
+from unisemi.ablation.search import SEARCH_DIR, SearchError, load_space, preview
 
 BOUNDS = {"optim.lr": (1e-3, 1e-1), "optim.weight_decay": (0.0, 1e-3)}
 
@@ -142,3 +142,53 @@ def test_cli_reports_a_bad_space_on_one_line_and_dry_run_previews(tmp_path, caps
 def test_shipped_supervised_space_is_valid():
     space = load_space("supervised")
     assert space.evaluations() == 6 and set(space.space) == {"optim.lr", "optim.weight_decay", "data.batch_size"}
+
+
+SHIPPED = sorted(SEARCH_DIR.glob("*.yaml"))
+
+
+def test_the_shipped_spaces_are_found():
+    assert {"contrastive", "supervised"} <= {p.stem for p in SHIPPED}
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_every_shipped_space_loads_parses_and_gives_valid_configs(path):
+    """Each file under search_spaces/: known keys, distributions Optuna accepts with the file's
+    bounds, a valid base config, and sampled points that build valid configs."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    from unisemi.ablation.search import optuna_space
+    from unisemi.ablation.spec import dotted_to_nested
+    from unisemi.config import _merge, all_keys, build_config
+
+    space = load_space(str(path))
+    raw = yaml.safe_load(path.read_text())
+    assert set(space.space) == set(raw["space"]) and set(space.space) <= set(all_keys())
+    base = build_config(space.base)
+    assert space.evaluations() >= 1 and base.train.iterations == raw.get("set", {}).get(
+        "train.iterations", base.train.iterations)
+    for key, dist in optuna_space(space).items():
+        d = raw["space"][key]
+        if d["type"] == "choice":
+            assert isinstance(dist, CategoricalDistribution) and list(dist.choices) == d["values"]
+        else:
+            assert isinstance(dist, IntDistribution if d["type"] == "int" else FloatDistribution)
+            assert (dist.low, dist.high) == (d["low"], d["high"])
+            assert getattr(dist, "log", False) == (d["type"] == "loguniform")
+    for point in preview(space, 3):
+        assert set(point) == set(space.space)
+        cfg = build_config(_merge(space.base, dotted_to_nested(point)))
+        for key, value in point.items():
+            got = cfg
+            for part in key.split("."):
+                got = getattr(got, part)
+            assert got == value
+
+
+def test_a_search_asking_for_gpus_the_cluster_lacks_fails_at_once(ray_local, tmp_path, capsys):
+    path = write_space(tmp_path / "gpu.yaml")
+    rc = cli.main(["tune", str(path), "--results", str(tmp_path / "results"), "--gpus-per-trial", "1"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.startswith("error: each trial asks for {CPU: 1, GPU: 1} (in-process fit)")
+    assert "has 1 node with {CPU: 2, GPU: 0} in all" in err and "\n" not in err
+    assert not (tmp_path / "results" / "suite=search").exists()

@@ -121,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                       help="override a config key in every trial, e.g. train.iterations=300")
     tune.add_argument("--max-concurrent", type=int, default=None, help="trials at once (default: as fit)")
+    tune.add_argument("--workers-per-trial", type=int, default=0,
+                      help="0 = fit inside the trial; N >= 1 = a TorchTrainer with N DDP workers")
+    tune.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (or per worker)")
+    tune.add_argument("--gpus-per-trial", type=float, default=0.0,
+                      help="GPUs per trial (or per worker); fractions share a GPU")
     tune.add_argument("--address", default=None, help="join a running Ray cluster ('auto')")
     tune.add_argument("--dry-run", action="store_true", help="print the first sampled configurations and exit")
     tune.set_defaults(func=cmd_tune)

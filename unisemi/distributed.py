@@ -7,9 +7,20 @@ evaluation (`FailureConfig`) and the metrics reach the caller (and Tune, when ru
 """
 from __future__ import annotations
 
+import platform
 import tempfile
 
 from unisemi.config import Config, build_config, to_dict
+
+
+def device_name(config: dict, workers: int) -> str:
+    """What a run trains on, as stored in its rows: e.g. '2x NVIDIA A10G' or '1x cpu (1 thread, x86_64)'."""
+    import torch
+
+    if config["train"]["device"] != "cpu" and torch.cuda.is_available():
+        return f"{max(workers, 1)}x {torch.cuda.get_device_name(0)}"
+    threads = config["train"].get("threads") or torch.get_num_threads()
+    return f"{max(workers, 1)}x cpu ({threads} thread{'s' if threads != 1 else ''}, {platform.machine()})"
 
 
 def flat_metrics(record: dict) -> dict:
@@ -26,7 +37,6 @@ def train_worker(loop_config: dict) -> None:
     """Ray Train per-worker loop: rebuild the config, resume if Ray hands a checkpoint, fit."""
     import ray.train
 
-    from unisemi.ablation.trial import device_name
     from unisemi.train import NonFiniteLoss, fit
 
     cfg = build_config(loop_config["config"], "trainer config")
@@ -54,17 +64,35 @@ def train_worker(loop_config: dict) -> None:
         ray.train.report({"iteration": -1, "failed": "nan", "error": str(exc), "device": device})
 
 
-def run_trainer(cfg: Config, num_workers: int = 2, use_gpu: bool = False, cpus_per_worker: float = 1.0,
+def worker_resources(cpus_per_worker: float, gpus_per_worker: float = 0.0) -> dict:
+    """Ray resources of one TorchTrainer worker. Fractional GPUs are allowed (workers then share a
+    device); no GPU key at all when none is asked for, since Ray Train rejects GPU: 0 with use_gpu."""
+    if cpus_per_worker < 0 or gpus_per_worker < 0:
+        raise ValueError(f"resources per worker must be >= 0, got {cpus_per_worker:g} CPU, {gpus_per_worker:g} GPU")
+    resources = {"CPU": float(cpus_per_worker)}
+    if gpus_per_worker > 0:
+        resources["GPU"] = float(gpus_per_worker)
+    return resources
+
+
+def scaling_config(num_workers: int, cpus_per_worker: float = 1.0, gpus_per_worker: float = 0.0):
+    """The ScalingConfig of `run_trainer`: `num_workers` workers of exactly the asked resources."""
+    from ray.train import ScalingConfig
+
+    resources = worker_resources(cpus_per_worker, gpus_per_worker)
+    return ScalingConfig(num_workers=num_workers, use_gpu="GPU" in resources, resources_per_worker=resources)
+
+
+def run_trainer(cfg: Config, num_workers: int = 2, cpus_per_worker: float = 1.0, gpus_per_worker: float = 0.0,
                 storage_path: str | None = None, name: str | None = None, max_failures: int = 2,
                 callbacks=()):
     """Fit `cfg` with a TorchTrainer of `num_workers` DDP workers; returns Ray's `Result`."""
-    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train import FailureConfig, RunConfig
     from ray.train.torch import TorchTrainer
 
-    scaling = ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
-                            resources_per_worker={"CPU": cpus_per_worker, **({"GPU": 1} if use_gpu else {})})
     run_config = RunConfig(storage_path=storage_path, name=name, callbacks=list(callbacks),
                            failure_config=FailureConfig(max_failures=max_failures))
     trainer = TorchTrainer(train_worker, train_loop_config={"config": to_dict(cfg)},
-                           scaling_config=scaling, run_config=run_config)
+                           scaling_config=scaling_config(num_workers, cpus_per_worker, gpus_per_worker),
+                           run_config=run_config)
     return trainer.fit()

@@ -14,27 +14,16 @@ lock file for the whole run (lock.py).
 """
 from __future__ import annotations
 
-import datetime
-import math
 import os
-import uuid
 from pathlib import Path
 
+from unisemi.ablation import ray_session
 from unisemi.ablation.ledger import check_same_config
 from unisemi.ablation.lock import TableLock
 from unisemi.ablation.rows import describe_set_aside, in_expansion, set_aside
 from unisemi.ablation.spec import Spec, config_identity, expand
 from unisemi.ablation.store import TableStore, check_results_dir
 from unisemi.ablation.trial import failure_row, git_revision, rows_for, run_trial
-
-
-
-# Our own progress lines replace Tune's console tables; the store is the record of every result.
-# Of Tune's default loggers only result.json is kept (added explicitly): the TensorBoard one warns
-# about every class name with a space, and the CSV one duplicates the store.
-os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 
 
 class RunnerError(RuntimeError):
@@ -191,61 +180,34 @@ def prepare_pretrained(trials, log=print) -> list:
 
 def _launch(spec, todo, store, profile, results_dir, address, workers_per_trial, cpus_per_trial,
             gpus_per_trial, max_concurrent, max_failures, num_cpus, inject_fault, log, ray, tune):
-    from ray.tune.logger import JsonLoggerCallback
-    results_dir = Path(results_dir).resolve()
-    storage = results_dir / "_ray"
-    meta = {"run_id": datetime.datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6],
-            "suite": spec.suite, "table": spec.name, "profile": profile, "git_rev": git_revision(),
-            "workers": workers_per_trial, "cpus_per_worker": cpus_per_trial,
+    try:
+        request = ray_session.trial_resources(workers_per_trial, cpus_per_trial, gpus_per_trial)
+    except ValueError as exc:
+        raise RunnerError(str(exc)) from None
+    storage = Path(results_dir).resolve() / "_ray"
+    meta = {"run_id": ray_session.new_run_id(), "suite": spec.suite, "table": spec.name, "profile": profile,
+            "git_rev": git_revision(), "workers": workers_per_trial, "cpus_per_worker": cpus_per_trial,
             "gpus_per_worker": gpus_per_trial, "storage_path": str(storage / "train"),
             "inject_fault": inject_fault}
-    started_here = False
-    if not ray.is_initialized():
-        # Workers import torch and the training code once, when they start, not in every trial.
-        env = {"worker_process_setup_hook": "unisemi.ablation.trial.warm_imports"}
-        if address:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False, runtime_env=env)
-        else:
-            ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False,
-                     runtime_env=env)
-        started_here = True
-    try:
-        if workers_per_trial >= 1:
-            # The trial itself only coordinates; its TorchTrainer's workers hold the real slots.
-            resources = {"cpu": 0.01}
-        else:
-            resources = {"cpu": cpus_per_trial, "gpu": gpus_per_trial}
+    with ray_session.ray_session(address, num_cpus):
+        growth = ray_session.detect_growth()
+        ray_session.check_placement(request, growth, RunnerError, log)
         payload = {t.key: t.payload() for t in todo}
-        for t in todo:   # one thread per CPU slot: two 1-thread trials do not slow each other
-            if workers_per_trial == 0 and not t.config["train"]["threads"]:
-                payload[t.key]["config"]["train"]["threads"] = max(1, int(cpus_per_trial))
-        trainable = tune.with_resources(tune.with_parameters(run_trial, trials=payload, meta=meta), resources)
-        concurrency = max_concurrent or _default_concurrency(ray, workers_per_trial, cpus_per_trial)
+        for p in payload.values():
+            ray_session.for_resources(p["config"], request)
+        concurrency = max_concurrent or ray_session.default_concurrency(request, len(todo), growth)
+        callbacks = [store_callback(store, meta, lambda trial: payload[trial.config["trial"]], len(payload), log)]
+        if growth is not None:
+            callbacks.append(ray_session.pending_reporter(request, growth, log))
         tuner = tune.Tuner(
-            trainable,
+            ray_session.trainable(run_trial, request, trials=payload, meta=meta),
             param_space={"trial": tune.grid_search([t.key for t in todo])},
-            # In-process trials reuse their worker process: a fresh one per trial cost ~12 s of
-            # process start and imports (benchmarks/orchestration.py: makespan/ideal 1.58 -> 1.04).
-            tune_config=tune.TuneConfig(max_concurrent_trials=concurrency,
-                                        reuse_actors=workers_per_trial == 0),
-            run_config=tune.RunConfig(
-                name=f"{spec.suite}-{spec.name}-{meta['run_id']}", storage_path=str(storage),
-                failure_config=tune.FailureConfig(max_failures=max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                callbacks=[store_callback(store, meta, lambda trial: payload[trial.config["trial"]],
-                                          len(payload), log), JsonLoggerCallback()], verbose=0))
+            tune_config=ray_session.tune_config(concurrency, request),
+            run_config=ray_session.run_config(f"{spec.suite}-{spec.name}-{meta['run_id']}", storage,
+                                              max_failures, callbacks))
         log(f"running {len(todo)} trials, {concurrency} at a time "
             f"({'in-process fit' if workers_per_trial == 0 else f'TorchTrainer x{workers_per_trial}'})")
         tuner.fit()
-    finally:
-        if started_here:
-            ray.shutdown()
-
-
-def _default_concurrency(ray, workers_per_trial: int, cpus_per_trial: float) -> int:
-    cpus = ray.cluster_resources().get("CPU", 1)
-    per = cpus_per_trial * max(1, workers_per_trial)
-    return max(1, int(math.floor(cpus / per)))
 
 
 def check_complete(store: TableStore, trials) -> list[str]:

@@ -26,18 +26,16 @@ than one concurrent trial depends on timing. `--max-concurrent 1` makes a whole 
 """
 from __future__ import annotations
 
-import datetime
 import difflib
 import hashlib
 import json
 import math
-import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from unisemi.ablation import ray_session
 from unisemi.ablation.spec import check_keys, dotted_to_nested, key_error
 from unisemi.ablation.store import TableStore
 from unisemi.ablation.trial import git_revision, run_trial
@@ -341,82 +339,67 @@ def _search_callback(store: TableStore, base: dict, keys: list, meta: dict, thre
 # Running a search
 
 def run_search(space: SearchSpace, *, samples: int | None = None, results_dir: str | Path = "results",
-               max_concurrent: int | None = None, cpus_per_trial: float = 1.0, address: str | None = None,
-               max_failures: int = 2, num_cpus: int | None = None, reuse_actors: bool = True,
-               log=print) -> dict:
-    """Run a search; returns {'store', 'leaderboard', 'best', 'run_id'}."""
-    import ray
+               max_concurrent: int | None = None, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
+               workers_per_trial: int = 0, address: str | None = None, max_failures: int = 2,
+               num_cpus: int | None = None, reuse_actors: bool = True, log=print) -> dict:
+    """Run a search; returns {'store', 'leaderboard', 'best', 'run_id'}. Resources per trial as in
+    the table runner: in-process on `cpus_per_trial` / `gpus_per_trial`, or a TorchTrainer of
+    `workers_per_trial` workers of that much each."""
     from ray import tune
-    from ray.tune.logger import JsonLoggerCallback
     from ray.tune.schedulers import ASHAScheduler
-
-    from unisemi.ablation import runner   # noqa: F401  (sets Ray's console env defaults)
 
     samples = space.samples if samples is None else samples
     if samples < 1:
         raise SearchError(f"--samples {samples}: expected >= 1")
+    try:
+        request = ray_session.trial_resources(workers_per_trial, cpus_per_trial, gpus_per_trial)
+    except ValueError as exc:
+        raise SearchError(str(exc)) from None
     store = TableStore(results_dir, SUITE, space.name)
     if store.exists():
         raise SearchError(f"{store.dir} already holds a search of {space.name}; pass another --results "
                           f"directory or remove that one (a search's sampler state cannot be resumed)")
-    results_dir = Path(results_dir).resolve()
-    storage = results_dir / "_ray"
-    threads = max(1, int(cpus_per_trial))
-    meta = {"run_id": datetime.datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6],
-            "suite": SUITE, "table": space.name, "profile": SUITE, "git_rev": git_revision(),
-            "workers": 0, "cpus_per_worker": cpus_per_trial, "gpus_per_worker": 0.0,
-            "storage_path": str(storage / "train"), "inject_fault": None}
+    storage = Path(results_dir).resolve() / "_ray"
+    # The same adjustment as a table's trials (threads per CPU, CUDA when GPUs are reserved), made on
+    # the base so that the driver and the trial build the same payload from it.
+    base = _base_for(space.base, request)
+    threads = base["train"].get("threads") or 0        # TorchTrainer workers keep torch's default
+    meta = {"run_id": ray_session.new_run_id(), "suite": SUITE, "table": space.name, "profile": SUITE,
+            "git_rev": git_revision(), "workers": workers_per_trial, "cpus_per_worker": cpus_per_trial,
+            "gpus_per_worker": gpus_per_trial, "storage_path": str(storage / "train"), "inject_fault": None}
     keys = list(space.space)
     max_t = space.evaluations()
-    started_here = False
-    if not ray.is_initialized():
-        if address:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
-        else:
-            # Ray prestarts a worker per CPU; importing torch and the models there as they start
-            # overlaps ~4 s per slot with Ray and Tuner start-up (benchmarks/orchestration.py).
-            ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False,
-                     runtime_env={"worker_process_setup_hook": "unisemi.ablation.trial.warm_imports"})
-        started_here = True
     # A non-finite trial's last report has no metric (see make_searcher); Tune would reject it.
-    # Tune's TensorBoard logger warns about every class name with a space; of its default loggers
-    # only result.json is kept (added below), which Tune reads back to build its result grid.
-    env = {"TUNE_DISABLE_STRICT_METRIC_CHECKING": "1", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        concurrency = max_concurrent or max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_trial))
-        trainable = tune.with_resources(
-            tune.with_parameters(search_trial, base=space.base, keys=keys, meta=meta, threads=threads),
-            {"cpu": cpus_per_trial})
+    with ray_session.ray_session(address, num_cpus, env={"TUNE_DISABLE_STRICT_METRIC_CHECKING": "1"}):
+        growth = ray_session.detect_growth()
+        ray_session.check_placement(request, growth, SearchError, log)
+        concurrency = max_concurrent or ray_session.default_concurrency(request, samples, growth)
+        callbacks = [_search_callback(store, base, keys, meta, threads, samples, log)]
+        if growth is not None:
+            callbacks.append(ray_session.pending_reporter(request, growth, log))
         asha = ASHAScheduler(time_attr="training_iteration", max_t=max_t, **space.asha)
         tuner = tune.Tuner(
-            trainable,
-            tune_config=tune.TuneConfig(metric=space.metric, mode="max", search_alg=make_searcher(space),
-                                        scheduler=asha, num_samples=samples,
-                                        max_concurrent_trials=concurrency, reuse_actors=reuse_actors),
-            run_config=tune.RunConfig(
-                name=f"{SUITE}-{space.name}-{meta['run_id']}", storage_path=str(storage),
-                failure_config=tune.FailureConfig(max_failures=max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                callbacks=[_search_callback(store, space.base, keys, meta, threads, samples, log),
-                           JsonLoggerCallback()],
-                verbose=0))
-        log(f"searching {', '.join(keys)}: {samples} trials, {concurrency} at a time, TPE seed "
-            f"{space.seed}, ASHA over {max_t} evaluations (grace {space.asha['grace_period']}, "
-            f"reduction {space.asha['reduction_factor']:g}), metric {space.metric} (max)")
+            ray_session.trainable(search_trial, request, base=base, keys=keys, meta=meta, threads=threads),
+            tune_config=ray_session.tune_config(concurrency, request, reuse_actors, metric=space.metric,
+                                                mode="max", search_alg=make_searcher(space), scheduler=asha,
+                                                num_samples=samples),
+            run_config=ray_session.run_config(f"{SUITE}-{space.name}-{meta['run_id']}", storage,
+                                              max_failures, callbacks))
+        log(f"searching {', '.join(keys)}: {samples} trials, {concurrency} at a time "
+            f"({request.describe()}), TPE seed {space.seed}, ASHA over {max_t} evaluations (grace "
+            f"{space.asha['grace_period']}, reduction {space.asha['reduction_factor']:g}), metric "
+            f"{space.metric} (max)")
         tuner.fit()
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        if started_here:
-            ray.shutdown()
     board = leaderboard(store.read(), keys, max_t)
     return {"store": store, "leaderboard": board, "run_id": meta["run_id"],
             "best": board.iloc[0].to_dict() if len(board) and board.iloc[0]["status"] == "ok" else None}
+
+
+def _base_for(base: dict, request) -> dict:
+    """The space's base config with the resource adjustments of `ray_session.for_resources`."""
+    config = json.loads(json.dumps(base))
+    config.setdefault("train", {})
+    return ray_session.for_resources(config, request)
 
 
 def leaderboard(df, keys: list, max_t: int | None = None):
@@ -508,7 +491,9 @@ def main(args) -> int:
             print(f"  {i}: {cell_label(p)}")
         return 0
     res = run_search(space, samples=args.samples, results_dir=args.results,
-                     max_concurrent=args.max_concurrent, address=args.address)
+                     max_concurrent=args.max_concurrent, address=args.address,
+                     workers_per_trial=args.workers_per_trial, cpus_per_trial=args.cpus_per_trial,
+                     gpus_per_trial=args.gpus_per_trial)
     board = res["leaderboard"]
     paths = write_leaderboard(space, board, Path(args.results) / "tables" / SUITE / space.name)
     print(leaderboard_markdown(space, board, top=10))

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import datetime
 import json
-import platform
 import subprocess
 import tempfile
 from pathlib import Path
 
-import torch
+from unisemi.distributed import device_name
 
 
 def git_revision() -> str:
@@ -28,13 +27,6 @@ def git_revision() -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return (rev + ("-dirty" if dirty else "")) if rev else "unknown"
-
-
-def device_name(config: dict, workers: int) -> str:
-    if config["train"]["device"] != "cpu" and torch.cuda.is_available():
-        return f"{max(workers, 1)}x {torch.cuda.get_device_name(0)}"
-    threads = config["train"].get("threads") or torch.get_num_threads()
-    return f"{max(workers, 1)}x cpu ({threads} thread{'s' if threads != 1 else ''}, {platform.machine()})"
 
 
 def warm_imports() -> None:
@@ -142,7 +134,7 @@ def _fit_distributed(cfg, trial, meta):
 
     from unisemi.distributed import run_trainer
 
-    run_trainer(cfg, num_workers=meta["workers"], use_gpu=meta["gpus_per_worker"] > 0,
-                cpus_per_worker=meta["cpus_per_worker"], storage_path=meta.get("storage_path"),
+    run_trainer(cfg, num_workers=meta["workers"], cpus_per_worker=meta["cpus_per_worker"],
+                gpus_per_worker=meta["gpus_per_worker"], storage_path=meta.get("storage_path"),
                 name=f"{meta['suite']}-{meta['table']}-{trial['key']}", callbacks=[TuneReportCallback()],
                 max_failures=0)
