@@ -106,7 +106,7 @@ def class_histogram(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
 
 def class_weights(counts: torch.Tensor) -> torch.Tensor:
     """alpha_c = sqrt(f_m / f_c), f_m the median of ALL C class frequencies (paper 4.2), unseen
-    classes included, as np.median does in the release (utils/class_balancing.py:97; the mean of
+    classes included, as np.median does in the release (utils/class_balancing.py:109; the mean of
     the two middle values for an even C). A class never seen gets the largest weight, and at
     least 1 (the release sets its inf to 1, then to the max). When the median is 0 (more than
     half the classes unseen, or no counts at all) the release's weights are 0 and NaN; ours are
@@ -138,7 +138,7 @@ def weighted_ce(logits, target, class_weight=None, pixel_weight=None, over_all_p
                 weighted_mean: bool = False):
     """Eq. 3: (1/N) sum over pixels of alpha_y * beta_n * CE, N the valid pixels; or N all pixels
     (void ones count as 0) when `over_all_pixels`, as the release averages L_pseudo
-    (utils/loss.py:40-41); or, when `weighted_mean`, divided by sum_n alpha_y instead, which is
+    (utils/loss.py:37-42); or, when `weighted_mean`, divided by sum_n alpha_y instead, which is
     what F.cross_entropy(weight=...) does in the release's L_sup (utils/loss.py:31). All-void
     targets give 0 (the release's L_sup gives NaN)."""
     return weighted_nll(F.log_softmax(logits, 1), target, class_weight, pixel_weight, over_all_pixels,
@@ -170,7 +170,7 @@ def mean_entropy(logp, target, normalised: bool = False):
     """Eq. 7: mean softmax entropy (nats) over the non-void pixels of the strong views, from
     their log-probabilities (shared with L_pseudo: one log-softmax). `normalised` divides by
     log C, the entropy of the uniform distribution, as the release's entropy_loss does
-    (trainSSL.py:41-47: log2 entropy / log2 C, averaged over the non-void pixels); the same
+    (trainSSL.py:32-48: log2 entropy / log2 C, averaged over the non-void pixels); the same
     pixels and mean, so the two differ by exactly the factor 1 / ln C."""
     valid = (target != IGNORE_INDEX).to(logp.dtype)
     ent = (entropy_from_logp(logp) * valid).sum() / valid.sum().clamp_min(1)

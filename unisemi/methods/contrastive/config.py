@@ -49,7 +49,7 @@ class Config:
     released_divide_by_all_classes: bool = False       # sum of L_c divided by C, absent classes too
     released_teacher_train_mode: bool = False          # teacher predicts with batch-statistics BN
     released_source_never_sampled: bool = False        # DA script: source batches are never used
-    released_normalised_entropy: bool = False          # L_ent / log C (trainSSL.py:41-47); Eq. 7 has none
+    released_normalised_entropy: bool = False          # L_ent / log C (trainSSL.py:32-48); Eq. 7 has none
     released_weighted_mean_ce: bool = False            # L_sup / sum alpha_y (utils/loss.py:31); Eq. 3: 1/N
     released_ema_warmup: bool = False                  # tau <- min(1 - 1/(10 i + 1), tau) (trainSSL.py:253)
     released_ema_parameters_only: bool = False         # BN buffers not averaged (trainSSL.py:254-255)
