@@ -2,8 +2,11 @@
 
 Convention (documented in README): a class absent from both the ground truth and the predictions
 of the whole split has IoU NaN and is left out of the mean, as the official Cityscapes evaluation
-does. `absent_as_zero=True` counts it as 0 instead, which is what the released codes of the
-universal and contrastive papers effectively do (their means include such classes as 0).
+does. `absent_as_zero=True` counts it as 0 instead, which is what the universal paper's release
+does (USSS_ICCV19 iouEval adds 1e-15 to the union, so such a class scores 0 and stays in the mean).
+The contrastive paper's release does neither: its ConfusionMatrix.jaccard (utils/metric.py:44-52)
+divides 0 by 0 for such a class and averages over all C, so its mIoU is NaN; it has no finite
+counterpart here. A class that is predicted but absent from the ground truth scores 0 in all three.
 """
 from __future__ import annotations
 

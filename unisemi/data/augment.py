@@ -120,42 +120,57 @@ def gaussian_blur(x, p: float, sigma_range=BLUR_SIGMA):
     return torch.where(on, flat.reshape(b, c, h, w), x)
 
 
-def classmix_mask(y: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Per image, a random half (ceil(n/2)) of the classes present in its labels; returns the
-    (B, H, W) mask of those classes' pixels. Void is never picked."""
+def classmix_mask(y: torch.Tensor, num_classes: int, background: int | None = None) -> torch.Tensor:
+    """Per image, floor(n/2) + 1 of the n candidate classes of its labels, drawn without
+    replacement; returns the (B, H, W) mask of those classes' pixels.
+
+    The candidates are the classes present, void dropped unless it is all the image holds, and
+    `background` (VOC's class 0) dropped unless nothing else but void is left. The paper (and
+    ClassMix) say "half of the classes"; the count and the drops are the release's
+    (trainSSL.py:280-295: unique labels, ignore and VOC background removed only while another
+    class remains, np.random.choice of floor(n/2) + 1). Void is bin `num_classes` here, so an
+    all-void image picks its void pixels, as the release's would.
+    """
     b = y.shape[0]
-    valid = y != IGNORE_INDEX
-    safe = torch.where(valid, y, torch.zeros_like(y))
-    present = torch.zeros(b, num_classes + 1, dtype=torch.bool, device=y.device)
-    present.scatter_(1, torch.where(valid, safe, torch.full_like(y, num_classes)).view(b, -1), True)
-    present = present[:, :num_classes]
-    n = present.sum(1)
-    score = torch.rand(b, num_classes).to(y.device).masked_fill(~present, 2.0)     # absent sort last
+    void = num_classes                                       # the spare bin
+    bins = torch.where(y == IGNORE_INDEX, torch.full_like(y, void), y).view(b, -1)
+    cand = torch.zeros(b, num_classes + 1, dtype=torch.bool, device=y.device)
+    cand.scatter_(1, bins, True)
+    # Drop void, then background, while another candidate remains (tensor ops, no host sync).
+    cand[:, void] &= cand[:, :void].sum(1) == 0
+    if background is not None:
+        others = cand[:, :void].sum(1) - cand[:, background].to(torch.long)
+        cand[:, background] &= others == 0
+    n = cand.sum(1)                                         # >= 1: every image has a candidate
+    score = torch.rand(b, num_classes + 1).to(y.device).masked_fill(~cand, 2.0)   # absent sort last
     rank = score.argsort(1).argsort(1)
-    picked = present & (rank < ((n + 1) // 2).view(-1, 1))
-    return picked.gather(1, safe.view(b, -1)).view_as(y) & valid
+    picked = cand & (rank < (n // 2 + 1).view(-1, 1))
+    return picked.gather(1, bins).view_as(y)
 
 
-def class_mix(x, y, maps=(), p: float = 0.5, num_classes: int | None = None):
-    """ClassMix: image i receives the pixels of half the classes of image (i+1) mod B, with labels
-    and maps mixed the same way; applied to each image with probability p."""
+def class_mix(x, y, maps=(), p: float = 0.5, num_classes: int | None = None, background: int | None = None):
+    """ClassMix: image i receives the pixels of about half the classes of image (i+1) mod B
+    (`classmix_mask`), with labels and maps mixed the same way; applied to each image with
+    probability p. `background`: a class that is picked only when the image holds no other."""
     if x.shape[0] < 2:
         return x, y, maps
     src = lambda t: t.roll(-1, 0)  # noqa: E731  (image i+1 is i's source)
     c = num_classes if num_classes is not None else int(y[y != IGNORE_INDEX].max().item()) + 1
-    mask = classmix_mask(src(y), c) & _coin(x.shape[0], p, x.device).view(-1, 1, 1)
+    mask = classmix_mask(src(y), c, background) & _coin(x.shape[0], p, x.device).view(-1, 1, 1)
     x = torch.where(mask[:, None], src(x), x)
     y = torch.where(mask, src(y), y)
     maps = tuple(torch.where(mask, src(m), m) for m in maps)
     return x, y, maps
 
 
-def augment(x, y, maps=(), aug: AugmentSet = WEAK, num_classes: int = 0, classmix: bool = True):
-    """The whole pipeline of one AugmentSet: flip, scale/crop, ClassMix, colour jitter, blur."""
+def augment(x, y, maps=(), aug: AugmentSet = WEAK, num_classes: int = 0, classmix: bool = True,
+            background: int | None = None):
+    """The whole pipeline of one AugmentSet: flip, scale/crop, ClassMix, colour jitter, blur.
+    `background`: the label space's background class, if any (see `classmix_mask`)."""
     x, y, maps = flip(x, y, maps, aug.flip)
     x, y, maps = scale_crop(x, y, maps, aug.scale_prob, aug.scale_range)
     if classmix and aug.classmix_prob > 0:
-        x, y, maps = class_mix(x, y, maps, aug.classmix_prob, num_classes)
+        x, y, maps = class_mix(x, y, maps, aug.classmix_prob, num_classes, background)
     x = color_jitter(x, aug.jitter_prob, aug.brightness, aug.contrast, aug.saturation, aug.hue)
     if aug.blur_prob > 0:
         x = gaussian_blur(x, aug.blur_prob)

@@ -27,7 +27,7 @@ from unisemi.methods.contrastive.attention import ClassAttention
 from unisemi.methods.contrastive.config import Config, validate  # noqa: F401  (the `contrastive:` section)
 from unisemi.methods.contrastive.loss import contrastive_loss, l1_normalised
 from unisemi.methods.contrastive.memory import push, select
-from unisemi.methods.teacher import cosine_tau, ema_update, make_teacher
+from unisemi.methods.teacher import cosine_tau, ema_update, make_teacher, warmup_tau
 
 NEEDS_UNLABELLED = True
 RAW_IMAGES = True          # the method augments float [0, 1] images itself, then normalises
@@ -50,10 +50,12 @@ class ContrastiveHeads(nn.Module):
 class State(nn.Module):
     """Everything the method adds to the model; all of it is checkpointed."""
 
-    def __init__(self, cfg, model, domain: str, num_classes: int, n_labelled: int):
+    def __init__(self, cfg, model, domain: str, num_classes: int, n_labelled: int, n_train: int | None = None,
+                 background: int | None = None):
         super().__init__()
         c = cfg.contrastive
         self.cfg, self.domain, self.num_classes = cfg, domain, num_classes
+        self.background = background       # VOC's class 0: ClassMix picks it only when alone
         self.total_steps = cfg.train.iterations
         self.per_image = max(1, c.memory_size // max(n_labelled, 1))      # max(1, psi / |X_l|)
         self.heads = ContrastiveHeads(model.feature_channels, num_classes, c.proj_dim, c.attention_hidden)
@@ -62,6 +64,15 @@ class State(nn.Module):
         self.register_buffer("memory", torch.zeros(num_classes, c.memory_size, c.proj_dim))
         self.register_buffer("fill", torch.zeros(num_classes, dtype=torch.long))
         self.register_buffer("class_counts", torch.zeros(num_classes, dtype=torch.float64))
+        # Class-balancing windows of per-batch class pixel counts (utils/class_balancing.py of the
+        # release): the first N_l / B labelled batches, filled once, and a ring over the last
+        # (N_train - N_l) / B_u unlabelled batches' pseudo-labels (B_u = unlabelled images per
+        # step, the release's batch_size / 2). Rows are summed, so a ring equals its FIFO.
+        n_train = n_labelled if n_train is None else n_train
+        rows_l = max(1, n_labelled // cfg.data.batch_size)
+        rows_u = max(1, (n_train - n_labelled) // max(cfg.data.unlabelled_batch_size, 1))
+        self.register_buffer("balance_labelled", torch.zeros(rows_l, num_classes, dtype=torch.float64))
+        self.register_buffer("balance_unlabelled", torch.zeros(rows_u, num_classes, dtype=torch.float64))
 
 
 def extra_labelled(cfg) -> dict:
@@ -76,30 +87,66 @@ def build(cfg, model, stages=None) -> nn.Module:
     from unisemi.data import load_domain
     domain = cfg.data.domains[0]
     dd = load_domain(cfg.data, domain)
-    return State(cfg, model, domain, dd.num_classes, len(dd.labelled))
+    # The data layer names a background class "background" (VOC's class 0, and the `objects`
+    # domain that stands in for it); no other label space has one.
+    background = 0 if dd.classes and dd.classes[0] == "background" else None
+    return State(cfg, model, domain, dd.num_classes, len(dd.labelled),
+                 len(dd.labelled) + len(dd.unlabelled), background)
 
 
 # ---------------------------------------------------------------------------------------------
 # pieces of the step
 
+def class_histogram(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(C,) float64 pixel counts of each class in a label map; void goes to a spare bin, dropped."""
+    y = labels.reshape(-1)
+    y = torch.where(y == IGNORE_INDEX, torch.full_like(y, num_classes), y)
+    return torch.bincount(y, minlength=num_classes + 1)[:num_classes].to(torch.float64)
+
+
 def class_weights(counts: torch.Tensor) -> torch.Tensor:
-    """alpha_c = sqrt(f_median / f_c) over the classes seen so far; unseen classes get the largest
-    weight, and all ones before any count exists."""
+    """alpha_c = sqrt(f_m / f_c), f_m the median of ALL C class frequencies (paper 4.2), unseen
+    classes included, as np.median does in the release (utils/class_balancing.py:109; the mean of
+    the two middle values for an even C). A class never seen gets the largest weight, and at
+    least 1 (the release sets its inf to 1, then to the max). When the median is 0 (more than
+    half the classes unseen, or no counts at all) the release's weights are 0 and NaN; ours are
+    all ones, as before the statistics exist. No host sync."""
+    counts = counts.to(torch.float64)
+    median = torch.quantile(counts, 0.5)
     seen = counts > 0
-    f = counts / counts.sum().clamp_min(1)
-    median = torch.nanmedian(torch.where(seen, f, torch.full_like(f, float("nan"))))
-    w = torch.sqrt(median / f.clamp_min(1e-30))
-    w = torch.where(seen, w, torch.where(seen, w, torch.full_like(w, -math.inf)).max())
-    return torch.where(seen.any(), w, torch.ones_like(w)).float()   # no host sync
+    w = torch.sqrt(median / counts.clamp_min(1e-30))
+    top = torch.where(seen, w, torch.zeros_like(w)).max().clamp_min(1.0)
+    w = torch.where(seen, w, top)
+    return torch.where(median > 0, w, torch.ones_like(w)).float()
 
 
-def weighted_ce(logits, target, class_weight=None, pixel_weight=None, over_all_pixels: bool = False):
-    """Eq. 3: mean over pixels of alpha_y * beta_n * CE. The mean runs over valid pixels, or over
-    all pixels (void ones count as 0) when `over_all_pixels`, as the release averages L_pseudo."""
-    return weighted_nll(F.log_softmax(logits, 1), target, class_weight, pixel_weight, over_all_pixels)
+def balance_windows(labelled: torch.Tensor, unlabelled: torch.Tensor, counts_l: torch.Tensor,
+                    counts_u: torch.Tensor, step: int):
+    """The release's class-balancing windows after step `step` (0-based, one row per step):
+    labelled row `step` is written during the first rows_l steps only; unlabelled row
+    step % rows_u always (the oldest falls out). Returns (labelled, unlabelled, ready): the weights
+    exist once both windows are full, i.e. step + 1 >= max(rows_l, rows_u) (the release returns
+    ones before). Functional: the state's windows are read, never written."""
+    rows_l, rows_u = labelled.shape[0], unlabelled.shape[0]
+    if step < rows_l:
+        labelled = labelled.index_copy(0, torch.tensor([step], device=labelled.device), counts_l[None])
+    unlabelled = unlabelled.index_copy(0, torch.tensor([step % rows_u], device=unlabelled.device), counts_u[None])
+    return labelled, unlabelled, step + 1 >= max(rows_l, rows_u)
 
 
-def weighted_nll(logp, target, class_weight=None, pixel_weight=None, over_all_pixels: bool = False):
+def weighted_ce(logits, target, class_weight=None, pixel_weight=None, over_all_pixels: bool = False,
+                weighted_mean: bool = False):
+    """Eq. 3: (1/N) sum over pixels of alpha_y * beta_n * CE, N the valid pixels; or N all pixels
+    (void ones count as 0) when `over_all_pixels`, as the release averages L_pseudo
+    (utils/loss.py:37-42); or, when `weighted_mean`, divided by sum_n alpha_y instead, which is
+    what F.cross_entropy(weight=...) does in the release's L_sup (utils/loss.py:31). All-void
+    targets give 0 (the release's L_sup gives NaN)."""
+    return weighted_nll(F.log_softmax(logits, 1), target, class_weight, pixel_weight, over_all_pixels,
+                        weighted_mean)
+
+
+def weighted_nll(logp, target, class_weight=None, pixel_weight=None, over_all_pixels: bool = False,
+                 weighted_mean: bool = False):
     """`weighted_ce` from log-probabilities, so that L_pseudo and L_ent share one log-softmax."""
     valid = target != IGNORE_INDEX
     safe = torch.where(valid, target, torch.zeros_like(target))
@@ -107,17 +154,27 @@ def weighted_nll(logp, target, class_weight=None, pixel_weight=None, over_all_pi
     w = valid.to(nll.dtype)
     if class_weight is not None:
         w = w * class_weight[safe]
+    class_w = w                       # alpha_y on valid pixels, 0 on void
     if pixel_weight is not None:
         w = w * pixel_weight
-    denom = torch.tensor(float(target.numel()), device=nll.device) if over_all_pixels else valid.sum().clamp_min(1)
+    if weighted_mean:
+        denom = class_w.sum().clamp_min(1e-12)      # 0 only when every pixel is void
+    elif over_all_pixels:
+        denom = torch.tensor(float(target.numel()), device=nll.device)
+    else:
+        denom = valid.sum().clamp_min(1)
     return (nll * w).sum() / denom
 
 
-def mean_entropy(logp, target):
-    """Eq. 7: mean softmax entropy over the non-void pixels of the strong views, from their
-    log-probabilities (shared with L_pseudo: one log-softmax)."""
+def mean_entropy(logp, target, normalised: bool = False):
+    """Eq. 7: mean softmax entropy (nats) over the non-void pixels of the strong views, from
+    their log-probabilities (shared with L_pseudo: one log-softmax). `normalised` divides by
+    log C, the entropy of the uniform distribution, as the release's entropy_loss does
+    (trainSSL.py:32-48: log2 entropy / log2 C, averaged over the non-void pixels); the same
+    pixels and mean, so the two differ by exactly the factor 1 / ln C."""
     valid = (target != IGNORE_INDEX).to(logp.dtype)
-    return (entropy_from_logp(logp) * valid).sum() / valid.sum().clamp_min(1)
+    ent = (entropy_from_logp(logp) * valid).sum() / valid.sum().clamp_min(1)
+    return ent / math.log(logp.shape[1]) if normalised else ent
 
 
 def down(labels: torch.Tensor, size) -> torch.Tensor:
@@ -136,9 +193,19 @@ def _teacher_mode(state):
     state.teacher_heads.train(train)
 
 
-def quality_filter(logits: torch.Tensor, labels: torch.Tensor, confidence: float) -> torch.Tensor:
-    """The Feature Quality Filter: the teacher predicts the true class with confidence > phi."""
+def quality_filter(logits: torch.Tensor, labels: torch.Tensor, confidence: float, crop_size=None) -> torch.Tensor:
+    """The Feature Quality Filter on `labels` (B, h, w) at the feature resolution: the teacher
+    predicts the true class with confidence > phi. The paper does not say at which resolution;
+    the release (trainSSL.py:606-619) upsamples the teacher's logits to the crop (bilinear,
+    align_corners=True), takes softmax, argmax and max-probability there, and nearest-downsamples
+    prediction and max-probability to the feature resolution: so does this with `crop_size`."""
+    if crop_size is not None and tuple(logits.shape[-2:]) != tuple(crop_size):
+        logits = F.interpolate(logits, size=tuple(crop_size), mode="bilinear", align_corners=True)
     conf, pred = logits.softmax(1).max(1)
+    size = tuple(labels.shape[-2:])
+    if tuple(pred.shape[-2:]) != size:
+        pred = down(pred, size)
+        conf = F.interpolate(conf[:, None], size=size, mode="nearest")[:, 0]
     return (labels != IGNORE_INDEX) & (pred == labels) & (conf > confidence)
 
 
@@ -151,10 +218,8 @@ def memory_after_push(state, x_l_norm: torch.Tensor, y_l: torch.Tensor, student_
     out = state.teacher.decode(state.teacher.encode(x_l_norm), state.domain)   # feature resolution
     feats, logits = out["features"], out["logits"]
     size = feats.shape[-2:]
-    logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False) \
-        if logits.shape[-2:] != size else logits
     y = down(y_l, size)
-    keep = quality_filter(logits, y, c.confidence) if c.feature_filter else y != IGNORE_INDEX
+    keep = quality_filter(logits, y, c.confidence, y_l.shape[-2:]) if c.feature_filter else y != IGNORE_INDEX
     if c.memory_from_teacher:
         z = state.teacher_heads.projection(pixels(feats))
     else:
@@ -214,31 +279,41 @@ def losses(model, state, batch: dict, step: int) -> dict[str, torch.Tensor]:
         t_prob = state.teacher(normalize_float(x_u), d)["logits"].softmax(1)
         conf_u, pl_u = t_prob.max(1)
     # Augmentations (Table 1): weak for labelled (ClassMix with GT), A strong views for unlabelled.
+    y_raw = y_l                 # class balancing counts the labels before augmentation, as the release
+    bg = state.background
     if c.augment:
-        x_l, y_l, _ = aug.augment(x_l, y_l, (), aug.WEAK, n)
-        views = [aug.augment(x_u, pl_u, (conf_u,), aug.STRONG, n) for _ in range(c.views)]
+        x_l, y_l, _ = aug.augment(x_l, y_l, (), aug.WEAK, n, background=bg)
+        views = [aug.augment(x_u, pl_u, (conf_u,), aug.STRONG, n, background=bg) for _ in range(c.views)]
     else:
         views = [aug.flip(x_u, pl_u, (conf_u,)) for _ in range(c.views)]
     x_target, y_target = x_l, y_l
     if source is not None:           # DA: the source joins the labelled batch (own ClassMix pairs)
         xs_src, ys_src = source
         if c.augment:
-            xs_src, ys_src, _ = aug.augment(xs_src, ys_src, (), aug.WEAK, n)
+            xs_src, ys_src, _ = aug.augment(xs_src, ys_src, (), aug.WEAK, n, background=bg)
         x_l, y_l = torch.cat([x_l, xs_src]), torch.cat([y_l, ys_src])
     x_s = torch.cat([v[0] for v in views])
     pl_s = torch.cat([v[1] for v in views])
     conf_s = torch.cat([v[2][0] for v in views])
 
+    alpha = None
     if c.class_balance:
+        # Counted every step from step 0 (raw target labels + the teacher's pseudo-labels of the
+        # un-augmented unlabelled images); weights used only after the warm-up, as the release
+        # (trainSSL.py:531, 567-569). Every branch below is on Python values: no host sync.
         with torch.no_grad():
-            counts = state.class_counts
-            for y in (y_l, pl_u):       # void goes to a spare bin n, dropped
-                y = y.reshape(-1)
-                counts = counts + torch.bincount(torch.where(y == IGNORE_INDEX, n, y), minlength=n + 1)[:n]
-        updates["class_counts"] = counts
-        alpha = class_weights(counts)
-    else:
-        alpha = None
+            counts_l, counts_u = class_histogram(y_raw, n), class_histogram(pl_u, n)
+            if c.class_balance_cumulative:
+                counts = state.class_counts + counts_l + counts_u
+                updates["class_counts"] = counts
+                ready = True
+            else:
+                lab, unl, ready = balance_windows(state.balance_labelled, state.balance_unlabelled,
+                                                  counts_l, counts_u, step)
+                updates["balance_labelled"], updates["balance_unlabelled"] = lab, unl
+                counts = lab.sum(0) + unl.sum(0)
+        if ready and after_warmup:
+            alpha = class_weights(counts)
 
     # One student pass over labelled + strong views.
     x_all = normalize_float(torch.cat([x_l, x_s]))
@@ -249,7 +324,7 @@ def losses(model, state, batch: dict, step: int) -> dict[str, torch.Tensor]:
     b_l = x_l.shape[0]
     logits_l, logits_s = (F.interpolate(part, size=x_all.shape[-2:], mode="bilinear", align_corners=False)
                           for part in out["logits"].split([b_l, x_all.shape[0] - b_l]))
-    terms = {"sup": c.lambda_sup * weighted_ce(logits_l, y_l, alpha)}
+    terms = {"sup": c.lambda_sup * weighted_ce(logits_l, y_l, alpha, weighted_mean=c.released_weighted_mean_ce)}
 
     lam_pseudo = c.lambda_pseudo if after_warmup else 0.0
     if c.released_sigmoid_ramp and not after_warmup:
@@ -259,7 +334,7 @@ def losses(model, state, batch: dict, step: int) -> dict[str, torch.Tensor]:
         terms["pseudo"] = lam_pseudo * weighted_nll(
             logp_s, pl_s, alpha, conf_s ** c.sharpen, over_all_pixels=c.released_pseudo_mean_all_pixels)
     if c.lambda_ent > 0:
-        terms["ent"] = c.lambda_ent * mean_entropy(logp_s, pl_s)
+        terms["ent"] = c.lambda_ent * mean_entropy(logp_s, pl_s, normalised=c.released_normalised_entropy)
 
     if c.lambda_contr > 0:
         memory, fill = memory_after_push(state, normalize_float(x_target), y_target,
@@ -286,5 +361,8 @@ def update(model, state, batch: dict, step: int) -> None:
         getattr(state, name).copy_(value)
     c = state.cfg.contrastive
     tau = cosine_tau(step, state.total_steps, c.ema_start, c.ema_end)
-    ema_update(state.teacher, model, tau)
-    ema_update(state.teacher_heads, state.heads, tau)
+    if c.released_ema_warmup:
+        tau = warmup_tau(step, tau)
+    buffers = not c.released_ema_parameters_only
+    ema_update(state.teacher, model, tau, buffers)
+    ema_update(state.teacher_heads, state.heads, tau, buffers)

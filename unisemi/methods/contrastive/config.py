@@ -19,6 +19,12 @@ class Config:
     sharpen: float = 6.0               # pseudo-label pixel weight = teacher confidence ** s
     views: int = 2                     # A strong augmentations per unlabelled image
     class_balance: bool = True         # alpha_c = sqrt(f_median / f_c) over labels + pseudo-labels
+    # Paper silent on which pixels give f_c: the release's windows (utils/class_balancing.py) are
+    # the default: labels of the first N_l / B labelled batches + pseudo-labels of the last
+    # (N_train - N_l) / B_u unlabelled batches, weights from when both are full (and after the
+    # warm-up). Ours, kept as an option: counts since step 0, for runs shorter than that window
+    # (the laptop profile's 1000 steps never fill the city window of 2876 / 2 = 1438 batches).
+    class_balance_cumulative: bool = False
     augment: bool = True               # Table 1 weak/strong sets (off: flips only, for debugging)
     # Contrastive module and memory bank.
     memory_size: int = 256             # psi, entries per class
@@ -43,6 +49,10 @@ class Config:
     released_divide_by_all_classes: bool = False       # sum of L_c divided by C, absent classes too
     released_teacher_train_mode: bool = False          # teacher predicts with batch-statistics BN
     released_source_never_sampled: bool = False        # DA script: source batches are never used
+    released_normalised_entropy: bool = False          # L_ent / log C (trainSSL.py:32-48); Eq. 7 has none
+    released_weighted_mean_ce: bool = False            # L_sup / sum alpha_y (utils/loss.py:31); Eq. 3: 1/N
+    released_ema_warmup: bool = False                  # tau <- min(1 - 1/(10 i + 1), tau) (trainSSL.py:253)
+    released_ema_parameters_only: bool = False         # BN buffers not averaged (trainSSL.py:254-255)
 
 
 def validate(cfg, bad, active: bool) -> None:

@@ -24,11 +24,16 @@ def l1_normalised(score: torch.Tensor, cls: torch.Tensor, valid: torch.Tensor, n
 
 def contrastive_loss(pred: torch.Tensor, cls: torch.Tensor, valid: torch.Tensor, w_pred: torch.Tensor,
                      memory: torch.Tensor, fill: torch.Tensor, w_mem: torch.Tensor,
-                     divide_by_all_classes: bool = False) -> torch.Tensor:
+                     divide_by_all_classes: bool = False, min_vectors: int = 2) -> torch.Tensor:
     """L_contr of student vectors pred (N, D) with classes cls (N,) and weights w_pred (N,)
     (0 where not valid) against memory (C, K, D) holding fill[c] entries per class, weights w_mem
-    (C, K). Classes enter the mean only when they have both student vectors and memory entries,
-    unless `divide_by_all_classes` (the release divides the sum by C)."""
+    (C, K).
+
+    A class takes part only when it has at least `min_vectors` valid student vectors AND at least
+    `min_vectors` memory entries. The paper does not say; the release skips a class unless both
+    sides hold more than one vector (contrastive_losses.py:31), hence the default 2. The mean
+    runs over the classes that take part, unless `divide_by_all_classes` (the release divides
+    the sum by C)."""
     c, k, d = memory.shape
     cls = torch.where(valid, cls, torch.zeros_like(cls))
     w_pred = w_pred * valid.to(w_pred.dtype)
@@ -42,7 +47,7 @@ def contrastive_loss(pred: torch.Tensor, cls: torch.Tensor, valid: torch.Tensor,
     sum_z = (z * w_mem.unsqueeze(-1)).sum(1)
     wsum_z = w_mem.sum(1)
     n_z = in_mem.sum(1)
-    present = (n_p > 0) & (n_z > 0)
+    present = (n_p >= min_vectors) & (n_z >= min_vectors)
     per_class = (wsum_p * wsum_z - (sum_p * sum_z).sum(1)) / (n_p * n_z).clamp_min(1)
     per_class = torch.where(present, per_class, torch.zeros_like(per_class))
     denom = float(c) if divide_by_all_classes else present.sum().clamp_min(1).to(per_class.dtype)
