@@ -285,3 +285,13 @@ def test_every_shipped_spec_expands_on_laptop_and_names_the_missing_loader_on_pa
         with pytest.raises(SpecError, match=r"real dataset '\w+', whose loader is not built yet") as err:
             expand(s, "paper")
         assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_level_setting_another_methods_key_is_an_error_naming_key_method_and_cell(tmp_path):
+    from conftest import tiny_spec
+    path = tiny_spec(tmp_path, extra_levels={"c": {"set": {"contrastive.lambda_contr": 1.0}}})
+    with pytest.raises(SpecError) as err:
+        expand(load_spec(str(path)))
+    msg = str(err.value)
+    assert "cell variant=c runs method 'supervised'" in msg and "'contrastive.lambda_contr'" in msg
+    assert "\n" not in msg

@@ -147,12 +147,14 @@ def test_fine_tuning_starts_from_the_pretrained_file(tmp_path, monkeypatch):
 def test_weights_hash_is_a_store_column():
     from unisemi.ablation.store import COLUMNS
     from unisemi.ablation.trial import rows_for
-    assert "weights_hash" in COLUMNS
+    assert "weights_hash" in COLUMNS and "stages_json" in COLUMNS
     record = {"iteration": 2, "weights_hash": "ab" * 8, "timing": {},
+              "stages": {"pretrained": "cd" * 8},
               "splits": {"city": {"split_id": "s", "split_hash": "h", "n_labelled": 8}},
               "domains": {"city": {"miou": 1.0, "pixel_acc": 2.0, "iou": {"road": 1.0}}}}
     trial = {"key": "k", "cell_id": "c", "cell": {}, "seed": 0, "split_seed": 0,
              "config_hash": "x", "config": {}, "domain_map": {"city": "cs"}}
     meta = {"run_id": "r", "suite": "s", "table": "t", "profile": "laptop", "workers": 0,
             "git_rev": "g"}
-    assert rows_for(record, trial, meta, "cpu")[0]["weights_hash"] == "ab" * 8
+    row = rows_for(record, trial, meta, "cpu")[0]
+    assert row["weights_hash"] == "ab" * 8 and row["stages_json"] == '{"pretrained": "' + "cd" * 8 + "\"}"

@@ -341,7 +341,3 @@ def write_outputs(spec: Spec, df: pd.DataFrame, out_dir: Path, pending: dict | N
     if plot is not None:
         paths["plot"] = plot
     return paths
-
-
-# search.py (not this module's to change) still imports the old private name; it is the shared helper.
-_atomic_write = atomic_write_text

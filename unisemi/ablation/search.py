@@ -457,7 +457,7 @@ def leaderboard_markdown(space: SearchSpace, board, top: int | None = None) -> s
 
 
 def write_leaderboard(space: SearchSpace, board, out_dir: Path) -> dict:
-    from unisemi.ablation.report import _atomic_write
+    from unisemi.atomic import atomic_write_text as _atomic_write
 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"leaderboard.csv": out_dir / "leaderboard.csv", "leaderboard.md": out_dir / "leaderboard.md"}

@@ -318,6 +318,17 @@ def trial_key(spec: Spec, cid: str, seed: int, split_seed: int, keys, profile: s
     return hashlib.sha1(ident.encode()).hexdigest()[:16]
 
 
+def check_method_keys(spec: Spec, cell: dict, cid: str, method: str) -> None:
+    """A level that sets a key of another method's section would change nothing in this cell,
+    which would then silently equal another cell: an error naming the key, the method and the cell."""
+    from unisemi.config import foreign_method_keys
+    for axis, level in cell.items():
+        keys = foreign_method_keys(dotted_to_nested(spec.level(axis, level).get("set") or {}), method)
+        if keys:
+            raise SpecError(f"{spec.path}: cell {cid} runs method '{method}', but its level "
+                            f"{axis}={level} sets '{keys[0]}', a key of another method that this cell ignores")
+
+
 def expand(spec: Spec, profile: str = "laptop", seeds: int | None = None,
            overrides: dict | None = None, only: dict | None = None) -> tuple[list[Trial], dict]:
     """All trials of a spec (restricted to the cells whose levels are in `only`, if given), plus
@@ -354,6 +365,7 @@ def expand(spec: Spec, profile: str = "laptop", seeds: int | None = None,
         if reason:
             pending[cid] = reason
             continue
+        check_method_keys(spec, cell, cid, _merge(base, spec.cell_values(cell)).get("method", "supervised"))
         per_domain = any((spec.level(a, l) or {}).get("per_domain") for a, l in cell.items())
         groups = [[d] for d in spec.domains] if per_domain else [spec.domains]
         for seed in seed_list(spec, seeds):

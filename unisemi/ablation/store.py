@@ -39,7 +39,7 @@ COLUMNS = {
     "train_s": pa.float64(), "eval_s": pa.float64(), "device_hours": pa.float64(),
     "device": pa.string(), "node": pa.string(), "workers": pa.int64(), "git_rev": pa.string(),
     "config_hash": pa.string(), "config_json": pa.string(), "time_utc": pa.string(),
-    "weights_hash": pa.string(),
+    "weights_hash": pa.string(), "stages_json": pa.string(),
 }
 SCHEMA = pa.schema(list(COLUMNS.items()))
 FAILED = ("nan", "error")   # statuses of a failed trial's marker row (iteration -1)

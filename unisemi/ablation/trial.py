@@ -63,7 +63,8 @@ def rows_for(record: dict, trial: dict, meta: dict, device: str, node: str | Non
             class_iou=[m["iou"][n] for n in names], loss_json=json.dumps(record.get("loss", {})),
             wall_s=wall, device_hours=None if wall is None else wall * workers / 3600.0, launch_s=launch,
             setup_s=timing.get("setup"), data_s=timing.get("data"), train_s=timing.get("train"),
-            eval_s=timing.get("eval"), weights_hash=record.get("weights_hash")))
+            eval_s=timing.get("eval"), weights_hash=record.get("weights_hash"),
+            stages_json=json.dumps(record.get("stages") or {}, sort_keys=True)))
     return rows
 
 
