@@ -1,0 +1,39 @@
+"""The CUDA path of the loop: run by benchmarks/gpu_check.sh on a GPU machine, skipped elsewhere."""
+import math
+
+import pytest
+import torch
+
+from unisemi.config import load_config
+from unisemi.train import fit
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+TINY = ["data.size=[64, 128]", "data.n_labelled=8", "data.batch_size=4", "data.unlabelled_batch_size=4",
+        "data.val_images=8", "model.width=16", "train.iterations=20", "train.eval_every=10",
+        "train.progress=false"]
+
+
+def test_supervised_on_cuda_tracks_the_cpu_run():
+    cpu = fit(load_config("supervised_city", TINY))
+    gpu = fit(load_config("supervised_city", TINY + ["train.device=cuda"]))
+    # same seeds and batches; cuDNN kernels differ in rounding, so the losses agree closely, not exactly
+    for a, b in zip(cpu["history"], gpu["history"]):
+        assert b["loss"]["sup/city"] == pytest.approx(a["loss"]["sup/city"], rel=0.02)
+    assert next(gpu["model"].parameters()).device.type == "cuda"
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_mixed_precision_trains_with_finite_losses(amp):
+    out = fit(load_config("supervised_city", TINY + ["train.device=cuda", f"train.amp={amp}"]))
+    first, last = out["history"][0]["loss"]["sup/city"], out["history"][-1]["loss"]["sup/city"]
+    assert math.isfinite(last) and last < first
+
+
+def test_contrastive_step_on_cuda_fills_the_bank_and_the_teacher_follows():
+    out = fit(load_config("contrastive_city", TINY + [
+        "train.device=cuda", "train.amp=bf16", "contrastive.warmup=5", "contrastive.feature_filter=false",
+        "contrastive.memory_size=16"]))
+    state = out["state"]
+    assert state.memory.device.type == "cuda" and int(state.fill.sum()) > 0
+    assert all(math.isfinite(v) for v in out["final"]["loss"].values()) and "contr" in out["final"]["loss"]
