@@ -43,6 +43,8 @@ class Config:
     released_divide_by_all_classes: bool = False       # sum of L_c divided by C, absent classes too
     released_teacher_train_mode: bool = False          # teacher predicts with batch-statistics BN
     released_source_never_sampled: bool = False        # DA script: source batches are never used
+    released_push_count_voc: bool = False              # VOC push count max(1, int(C/3 round(psi/N_l)))
+    released_topk_over_batch: bool = False             # top B x k per class over the batch, not k per image
 
 
 def validate(cfg, bad, active: bool) -> None:
