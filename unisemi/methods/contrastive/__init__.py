@@ -57,7 +57,9 @@ class State(nn.Module):
         self.cfg, self.domain, self.num_classes = cfg, domain, num_classes
         self.background = background       # VOC's class 0: ClassMix picks it only when alone
         self.total_steps = cfg.train.iterations
-        self.per_image = max(1, c.memory_size // max(n_labelled, 1))      # max(1, psi / |X_l|)
+        # max(1, psi / |X_l|), rounded with Python's round as the release; its VOC branch: x C / 3
+        self.per_image = (max(1, int(num_classes / 3 * round(c.memory_size / max(n_labelled, 1))))
+                          if c.released_push_count_voc else max(1, round(c.memory_size / max(n_labelled, 1))))
         self.heads = ContrastiveHeads(model.feature_channels, num_classes, c.proj_dim, c.attention_hidden)
         self.teacher = make_teacher(model)
         self.teacher_heads = make_teacher(self.heads)
@@ -231,8 +233,10 @@ def memory_after_push(state, x_l_norm: torch.Tensor, y_l: torch.Tensor, student_
     else:
         score = torch.rand(z.shape[0]).to(z.device)         # the paper's "random subset" baseline
     chosen, order = select(torch.where(keep, cls, 0), image, keep, score, state.per_image,
-                           state.num_classes, lowest=c.released_keep_lowest_ranked)
-    return push(state.memory, state.fill, z, torch.where(keep, cls, 0), chosen, order)
+                           state.num_classes, lowest=c.released_keep_lowest_ranked, n_images=y.shape[0],
+                           over_batch=c.released_topk_over_batch, in_order_when_fits=True)
+    return push(state.memory, state.fill, z, torch.where(keep, cls, 0), chosen, order,
+                max_new=state.num_classes * y.shape[0] * state.per_image)
 
 
 def contrast(state, feats: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor, memory: torch.Tensor,

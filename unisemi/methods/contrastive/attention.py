@@ -102,25 +102,36 @@ class ClassAttention(nn.Module):
 
     def score(self, x: torch.Tensor, cls: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """Sigmoid scores (N,) of vectors x (N, D) by the module of their class cls (N,); rows with
-        valid=False do not enter the statistics and get an arbitrary score."""
+        valid=False do not enter the statistics and score 0."""
         c, d, hdim = self.w1.shape
         # Rows sorted by class, invalid ones last (key C): on CPU the grouped matmul then skips
         # them, as a per-class loop would, with no data-dependent shape.
         key, order = torch.sort(torch.where(valid, cls, c), stable=True)
         counts = torch.bincount(key, minlength=c + 1)[:c]
         xs = x[order]
-        if x.device.type == "cpu" and x.dtype == torch.float32 and d % 4 == 0 and hdim % 4 == 0:
-            h = F.grouped_mm(xs, self.w1, offs=torch.cumsum(counts, 0).to(torch.int32))
+        grouped = x.device.type == "cpu" and x.dtype == torch.float32 and d % 4 == 0 and hdim % 4 == 0
+        offs = torch.cumsum(counts, 0).to(torch.int32) if grouped else None
+        if grouped:
+            h = F.grouped_mm(xs, self.w1, offs=offs)      # rows of key C are left unset
         else:    # grouped_mm: float32 with 16-byte strides only, and a host sync on CUDA
             h = grouped_linear(xs, key.clamp_max(c - 1), self.w1, c)
-        h = torch.where((key < c).unsqueeze(1), h, 0)        # grouped_mm leaves those rows unset
-        onehot = (key == torch.arange(c, device=key.device).unsqueeze(1)).to(h.dtype)     # (C, N)
-        scale, shift = self._affine(onehot @ h, onehot @ (h * h), counts.to(h.dtype))
-        # Per-row parameters by index_select (backward: index_add_), a zero row for the invalid key.
+        # Class sums by index_add into C + 1 rows: the unset rows land in row C, dropped.
+        sums = lambda t: h.new_zeros(c + 1, hdim).index_add_(0, key, t)[:c]      # noqa: E731
+        scale, shift = self._affine(sums(h), sums(h * h), counts.to(h.dtype))
+        # Per-row scale and shift by index_select (backward: index_add_), a zero row for key C.
         rows = lambda t: F.pad(t, (0, 0, 0, 1)).index_select(0, key)      # noqa: E731
-        r_scale, r_shift, r_w2, r_b2 = rows(scale), rows(shift), rows(self.w2), rows(self.b2.unsqueeze(1))
-        h = F.leaky_relu(torch.addcmul(r_shift, h, r_scale), 0.2)
-        s = torch.sigmoid(torch.linalg.vecdot(h, r_w2) + r_b2[:, 0])
+        if torch.is_grad_enabled():
+            z = F.leaky_relu(torch.addcmul(rows(shift), h, rows(scale)), 0.2)
+        else:    # no autograd (the memory update): in place, one buffer
+            z = rows(shift)
+            torch.addcmul(z, h, rows(scale), out=z)
+            F.leaky_relu_(z, 0.2)
+        if grouped:    # second layer per class without per-row copies of w2
+            w2 = F.pad(self.w2.unsqueeze(-1), (0, 3))           # (C, H, 4): 16-byte output rows
+            s = F.grouped_mm(z, w2, offs=offs)[:, 0] + F.pad(self.b2, (0, 1)).index_select(0, key)
+        else:
+            s = torch.linalg.vecdot(z, rows(self.w2)) + F.pad(self.b2, (0, 1)).index_select(0, key)
+        s = torch.where(key < c, torch.sigmoid(s), 0)          # unset rows may hold anything
         return s.new_zeros(s.shape).index_copy(0, order, s)
 
     def score_grouped(self, m: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

@@ -53,6 +53,8 @@ class Config:
     released_weighted_mean_ce: bool = False            # L_sup / sum alpha_y (utils/loss.py:31); Eq. 3: 1/N
     released_ema_warmup: bool = False                  # tau <- min(1 - 1/(10 i + 1), tau) (trainSSL.py:253)
     released_ema_parameters_only: bool = False         # BN buffers not averaged (trainSSL.py:254-255)
+    released_push_count_voc: bool = False              # VOC push count max(1, int(C/3 round(psi/N_l)))
+    released_topk_over_batch: bool = False             # top B x k per class over the batch, not k per image
 
 
 def validate(cfg, bad, active: bool) -> None:
