@@ -20,7 +20,7 @@
 Timings of compared functions are interleaved in one process (A, B, A, B, ...) and reported as
 medians, so that load from other processes on a shared machine hits both sides alike.
 
-    python benchmarks/contrastive.py [--threads 1] [--release PATH] [--paper] [--skip-laptop]
+    python benchmarks/contrastive.py [--threads 1] [--release PATH] [--paper] [--skip-laptop] [--device cuda]
 """
 from __future__ import annotations
 
@@ -40,11 +40,19 @@ from unisemi.methods.contrastive.reference import (attention_scores_loop, contra
                                                    memory_update_loop)
 
 
+def _sync() -> None:
+    # On a GPU the kernels run asynchronously: a clock read needs them finished.
+    if torch.cuda.is_available() and torch.get_default_device().type == "cuda":
+        torch.cuda.synchronize()
+
+
 def _timeit(fn, repeat: int) -> float:
     fn()                                        # warm-up
+    _sync()
     t0 = time.perf_counter()
     for _ in range(repeat):
         fn()
+    _sync()
     return (time.perf_counter() - t0) / repeat
 
 
@@ -55,8 +63,10 @@ def _interleaved(fns: dict, repeat: int) -> dict:
     times = {name: [] for name in fns}
     for _ in range(repeat):
         for name, fn in fns.items():
+            _sync()
             t0 = time.perf_counter()
             fn()
+            _sync()
             times[name].append(time.perf_counter() - t0)
     return {name: statistics.median(t) for name, t in times.items()}
 
@@ -176,7 +186,11 @@ def step_ratio(repeat: int = 20):
 
 @contextlib.contextmanager
 def _cuda_is_identity():
-    """The release moves tensors with `.cuda()`; here that returns the tensor itself (CPU run)."""
+    """The release moves tensors with `.cuda()`; on the CPU that returns the tensor itself (on a
+    GPU, with --device cuda, the release runs as written)."""
+    if torch.get_default_device().type == "cuda":
+        yield
+        return
     saved = torch.Tensor.cuda
     torch.Tensor.cuda = lambda self, *a, **k: self
     try:
@@ -364,11 +378,16 @@ def main() -> None:
     p.add_argument("--paper-steps", type=int, default=2)
     p.add_argument("--paper-batch", type=int, nargs=2, default=(5, 5), metavar=("LABELLED", "UNLABELLED"))
     p.add_argument("--skip-laptop", action="store_true", help="skip comparisons 1 and 2")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                   help="where comparisons 1 and 3 run (2 and 4 build data and models on the CPU)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), CPU")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {args.device}")
+    if args.device == "cuda":
+        torch.set_default_device("cuda")     # every tensor the module comparisons make lives there
+        print(f"   {torch.cuda.get_device_name(0)}")
     if not args.skip_laptop:
-        laptop()
+        laptop(step=args.device == "cpu")
     if not args.release:
         print("3. release comparison skipped: pass --release PATH (a local checkout of Shathe/SemiSeg-Contrastive)")
     elif not (Path(args.release) / "contrastive_losses.py").is_file():
@@ -396,13 +415,16 @@ def main() -> None:
               f"full step {t_full:.1f} s vs bare passes {t_bare:.1f} s -> {ratio:.3f}x (goal <= 1.10x)")
 
 
-def laptop() -> None:
+def laptop(step: bool = True) -> None:
     ratio, t_ours, t_loop, diff, parts = module_ratio()
     print(f"1. contrastive module: attention + loss + backward + memory update (C=19, psi=256, "
           f"N=8000, D=256): ours {t_ours * 1e3:.1f} ms, per-class loop {t_loop * 1e3:.1f} ms -> "
           f"{ratio:.1f}x (goal >= 5x); |loss difference| {diff:.2e} (goal <= 1e-5)")
     for name, (fast, slow) in parts.items():
         print(f"   {name:40s} ours {fast * 1e3:7.1f} ms  loop {slow * 1e3:7.1f} ms  {slow / fast:5.1f}x")
+    if not step:
+        print("2. full SSL step: skipped on cuda (it reads the embedded world on the CPU)")
+        return
     ratio, t_full, t_bare = step_ratio()
     print(f"2. full SSL step {t_full * 1e3:.1f} ms vs its bare network passes {t_bare * 1e3:.1f} ms "
           f"-> {ratio:.2f}x (goal <= 1.15x; laptop preset: tiny net, 64x128, batch 4 + 2x2 views)")

@@ -5,11 +5,12 @@
 # 2. the contrastive module benchmark on cuda;
 # 3. 20 iterations of table6's method at the paper's shapes (DeepLabv2-ResNet101, 512x512 crops,
 #    batch 5 labelled + 5 unlabelled) on the embedded world, bf16, with its time per step.
-# Everything it prints is the report; nothing is downloaded.
+# Everything it prints is the report. Nothing is installed or downloaded: the GPU machine's own
+# torch runs this checkout through PYTHONPATH. A local checkout of the contrastive release (never
+# committed) at benchmarks/out/SemiSeg-Contrastive adds the comparison against its functions.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-python -m pip install -q torch==2.13.0 2>/dev/null || python -m pip install -q torch
-python -m pip install -q -e ".[ray,test]"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0))"
 
@@ -17,7 +18,9 @@ echo "== 1. CUDA tests"
 timeout 180 python -m pytest -q tests/test_cuda.py -p no:cacheprovider
 
 echo "== 2. contrastive module on cuda"
-timeout 120 python benchmarks/contrastive.py --device cuda --repeat 20
+release=()
+[ -f benchmarks/out/SemiSeg-Contrastive/contrastive_losses.py ] && release=(--release benchmarks/out/SemiSeg-Contrastive)
+timeout 120 python benchmarks/contrastive.py --device cuda --repeat 20 "${release[@]}"
 
 echo "== 3. table6's method at paper shapes, 20 iterations, bf16"
 timeout 240 python -m unisemi train --config contrastive_city \
