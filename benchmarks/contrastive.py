@@ -140,11 +140,37 @@ def module_ratio(repeat: int = 5):
     return t_loop / t_ours, t_ours, t_loop, abs(float(a) - float(b)), breakdown
 
 
+def step_and_bare_passes(M, model, state, opt, batch, xs, xl, xu):
+    """Two callables: one full step of the method (losses, backward, SGD, update), and the network
+    passes any such step must make (teacher on the unlabelled and labelled images, student
+    forward/backward on `xs`, the labelled images + strong views), with SGD."""
+    from unisemi.data.transforms import normalize_float
+    xs, xl, xu = normalize_float(xs), normalize_float(xl), normalize_float(xu)
+
+    def full():
+        terms = M.losses(model, state, batch, step=10)
+        opt.zero_grad(set_to_none=True)
+        sum(terms.values()).backward()
+        opt.step()
+        M.update(model, state, batch, 10)
+
+    def bare():
+        with torch.no_grad():
+            state.teacher.eval()
+            state.teacher(xu, "city")
+            state.teacher(xl, "city")
+        out = model(xs, "city")["logits"]
+        opt.zero_grad(set_to_none=True)
+        out.float().mean().backward()
+        opt.step()
+
+    return full, bare
+
+
 def step_ratio(repeat: int = 20):
     """Full step vs its bare network passes, on the laptop preset (tiny net, 64x128)."""
     from unisemi.config import load_config
     from unisemi.data import load_domain
-    from unisemi.data.transforms import normalize_float
     from unisemi.methods import contrastive as M
     from unisemi.models import build_model
     from unisemi.optim import build_optimizer, default_groups
@@ -160,26 +186,8 @@ def step_ratio(repeat: int = 20):
     batch = {"labelled": {"city": (x.float() / 255, y.long())}, "unlabelled": {"city": xu.float() / 255}}
     n_student = cfg.data.batch_size + cfg.contrastive.views * cfg.data.unlabelled_batch_size
 
-    def full():
-        terms = M.losses(model, state, batch, step=10)
-        opt.zero_grad(set_to_none=True)
-        sum(terms.values()).backward()
-        opt.step()
-        M.update(model, state, batch, 10)
-
-    xs = normalize_float(torch.cat([x.float() / 255] + [xu.float() / 255] * (n_student // len(xu)))[:n_student])
-    xl, xun = normalize_float(x.float() / 255), normalize_float(xu.float() / 255)
-
-    def bare():
-        with torch.no_grad():
-            state.teacher.eval()
-            state.teacher(xun, "city")
-            state.teacher(xl, "city")
-        out = model(xs, "city")["logits"]
-        opt.zero_grad(set_to_none=True)
-        out.float().mean().backward()
-        opt.step()
-
+    xs = torch.cat([x.float() / 255] + [xu.float() / 255] * (n_student // len(xu)))[:n_student]
+    full, bare = step_and_bare_passes(M, model, state, opt, batch, xs, x.float() / 255, xu.float() / 255)
     t_full, t_bare = _timeit(full, repeat), _timeit(bare, repeat)
     return t_full / t_bare, t_full, t_bare
 
@@ -324,7 +332,6 @@ def paper_step_ratio(steps: int = 2, labelled: int = 5, unlabelled: int = 5, cro
     """Full step vs bare passes at paper shapes: DeepLabv2-ResNet101 (ASPP head), 512 x 512,
     `labelled` + `unlabelled` images, 2 strong views (the student sees labelled + 2 unlabelled)."""
     from unisemi.config import load_config
-    from unisemi.data.transforms import normalize_float
     from unisemi.methods import contrastive as M
     from unisemi.models import build_model
     from unisemi.optim import build_optimizer, default_groups
@@ -345,26 +352,8 @@ def paper_step_ratio(steps: int = 2, labelled: int = 5, unlabelled: int = 5, cro
     batch = {"labelled": {"city": (x, y)}, "unlabelled": {"city": xu}}
     n_student = labelled + cfg.contrastive.views * unlabelled
 
-    def full():
-        terms = M.losses(model, state, batch, step=10)
-        opt.zero_grad(set_to_none=True)
-        sum(terms.values()).backward()
-        opt.step()
-        M.update(model, state, batch, 10)
-
-    xs = normalize_float(torch.cat([x] + [xu] * cfg.contrastive.views))[:n_student]
-    xl, xun = normalize_float(x), normalize_float(xu)
-
-    def bare():
-        with torch.no_grad():
-            state.teacher.eval()
-            state.teacher(xun, "city")
-            state.teacher(xl, "city")
-        out = model(xs, "city")["logits"]
-        opt.zero_grad(set_to_none=True)
-        out.float().mean().backward()
-        opt.step()
-
+    xs = torch.cat([x] + [xu] * cfg.contrastive.views)[:n_student]
+    full, bare = step_and_bare_passes(M, model, state, opt, batch, xs, x, xu)
     t = _interleaved({"full": full, "bare": bare}, steps)
     return t["full"] / t["bare"], t["full"], t["bare"]
 

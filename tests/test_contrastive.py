@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from contrastive_case import TINY, state_and_batch as _state_and_batch
 from unisemi.config import load_config
 from unisemi.data import augment as A
 from unisemi.losses import IGNORE_INDEX
@@ -14,14 +15,6 @@ from unisemi.methods.contrastive.memory import push, select
 from unisemi.methods.contrastive.reference import contrastive_loss_loop
 from unisemi.methods.teacher import cosine_tau, ema_update, make_teacher
 from unisemi.train import fit
-
-TINY = ["data.size=[32, 64]", "data.labelled_fraction=0", "data.n_labelled=8", "data.batch_size=2",
-        "data.unlabelled_batch_size=2", "data.val_images=4", "model.width=8", "train.iterations=6",
-        "train.eval_every=3", "train.threads=1", "train.progress=false", "contrastive.warmup=2",
-        "contrastive.proj_dim=8", "contrastive.attention_hidden=8", "contrastive.memory_size=16",
-        "contrastive.confidence=0.0",
-        # the method's default class balancing (the release's windows), not the laptop preset's
-        "contrastive.class_balance_cumulative=false"]
 
 
 def _memory():
@@ -179,18 +172,6 @@ def test_class_weights_are_sqrt_median_over_frequency():
     assert M.class_weights(torch.zeros(3, dtype=torch.float64)).tolist() == [1.0, 1.0, 1.0]
 
 
-def _state_and_batch(overrides=()):
-    cfg = load_config("contrastive_city", TINY + list(overrides))
-    from unisemi.data import load_domain
-    from unisemi.models import build_model
-    torch.manual_seed(0)
-    dd = load_domain(cfg.data, "city")
-    model = build_model(cfg.model, {"city": dd.num_classes})
-    state = M.build(cfg, model)
-    x, y = dd.fetch("train", dd.labelled[:2])
-    xu, _ = dd.fetch("train", dd.unlabelled[:2])
-    batch = {"labelled": {"city": (x.float() / 255, y.long())}, "unlabelled": {"city": xu.float() / 255}}
-    return cfg, model, state, batch
 
 
 def test_warmup_gates_pseudo_and_contrastive_terms_and_the_release_ramps_pseudo():

@@ -1,15 +1,8 @@
 """`losses` never writes a method's state; `update`, once per step, is the one place that does."""
 import torch
 
-from unisemi.config import load_config
-from unisemi.data import load_domain
+from contrastive_case import state_and_batch
 from unisemi.methods import contrastive as M
-from unisemi.models import build_model
-
-TINY = ["data.size=[32, 64]", "data.n_labelled=8", "data.batch_size=2", "data.unlabelled_batch_size=2",
-        "data.val_images=4", "model.width=8", "train.threads=1", "train.progress=false",
-        "contrastive.warmup=0", "contrastive.memory_size=8", "contrastive.feature_filter=false",
-        "contrastive.proj_dim=16", "contrastive.attention_hidden=16"]
 
 
 def snapshot(state):
@@ -19,14 +12,9 @@ def snapshot(state):
 
 
 def test_contrastive_losses_called_twice_push_nothing_and_update_pushes_once():
-    cfg = load_config("contrastive_city", TINY)
-    torch.manual_seed(0)
-    dd = load_domain(cfg.data, "city")
-    model = build_model(cfg.model, {"city": dd.num_classes})
-    state = M.build(cfg, model)
-    x, y = dd.fetch("train", dd.labelled[:2])
-    xu, _ = dd.fetch("train", dd.unlabelled[:2])
-    batch = {"labelled": {"city": (x.float() / 255, y.long())}, "unlabelled": {"city": xu.float() / 255}}
+    cfg, model, state, batch = state_and_batch([
+        "contrastive.warmup=0", "contrastive.memory_size=8", "contrastive.feature_filter=false",
+        "contrastive.class_balance_cumulative=true"])
     before = snapshot(state)
     M.losses(model, state, batch, step=1)
     M.losses(model, state, batch, step=1)
