@@ -295,3 +295,13 @@ def test_a_level_setting_another_methods_key_is_an_error_naming_key_method_and_c
     msg = str(err.value)
     assert "cell variant=c runs method 'supervised'" in msg and "'contrastive.lambda_contr'" in msg
     assert "\n" not in msg
+
+
+def test_paper_only_levels_are_pending_with_their_reason_and_never_run(tmp_path):
+    from conftest import tiny_spec
+    path = tiny_spec(tmp_path, extra_levels={"c": {"paper_only": "Someone et al. 2020"}})
+    trials, pending = expand(load_spec(str(path)))
+    assert {t.cell_id for t in trials} == {"variant=a", "variant=b"}
+    assert pending == {"variant=c": "paper-only reference row (Someone et al. 2020): the paper's number, never run here"}
+    t2, p2 = expand(load_spec("contrastive/table2"))
+    assert len(p2) == 24 and all(r.startswith("paper-only reference row") for r in p2.values())

@@ -24,7 +24,7 @@ PROFILES = ("laptop", "paper")
 
 SPEC_KEYS = {"title", "reference", "preset", "evaluation", "metric", "seeds", "splits", "domains",
              "profiles", "axes", "layout", "baseline", "plot", "paper", "footnotes", "per_class"}
-LEVEL_KEYS = {"set", "per_domain", "label"}
+LEVEL_KEYS = {"set", "per_domain", "label", "paper_only"}
 PROFILE_KEYS = {"domains", "set"}
 LAYOUT_KEYS = {"rows", "columns"}
 PLOT_KEYS = {"kind", "axis", "log", "x"}
@@ -108,8 +108,13 @@ class Spec:
         return self.axes[axis][name] or {}
 
     def pending_reason(self, cell: dict) -> str | None:
-        """Why a cell cannot run yet (its method is not implemented), or None."""
+        """Why a cell does not run: a paper-only reference level (`paper_only: <whose method>`,
+        shown with the paper's number and never run), or a method not implemented yet; else None."""
         from unisemi.methods import METHODS
+        for axis, level in cell.items():
+            whose = self.level(axis, level).get("paper_only")
+            if whose:
+                return f"paper-only reference row ({whose}): the paper's number, never run here"
         method = self.cell_values(cell).get("method")
         if method is not None and method not in METHODS:
             return f"method '{method}' is not implemented yet"
