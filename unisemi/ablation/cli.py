@@ -45,9 +45,13 @@ def list_tables(out=print) -> None:
         try:
             spec = load_spec(str(path))
             trials, pending = expand(spec, "laptop", 1)
-            cells = len(spec.cells())
-            status = "ready" if not pending else (
-                "pending" if len(pending) == cells else f"partial: {cells - len(pending)}/{cells} cells runnable")
+            reference = sum(r.startswith("paper-only") for r in pending.values())
+            cells = len(spec.cells()) - reference          # paper-only rows are never run
+            waiting = len(pending) - reference
+            status = "ready" if not waiting else (
+                "pending" if waiting == cells else f"partial: {cells - waiting}/{cells} cells runnable")
+            if reference:
+                status += f" (+{reference} paper-only)"
             out(f"{suite}/{table:8s} {status:28s} {spec.title}")
         except (SpecError, ConfigError) as exc:
             out(f"{suite}/{table:8s} {'invalid':28s} {exc}")
