@@ -8,14 +8,22 @@ import numpy as np
 import pytest
 from PIL import Image
 
-pytest.importorskip("cityscapesscripts")
-pytest.importorskip("png")
-
 from unisemi.data.sources import SOURCES, SourceError, get_source  # noqa: E402
 from unisemi.data.sources import (  # noqa: E402
     camvid, cityscapes, gta5, idd, pascal_voc, sunrgbd, synthia,
 )
 import fixtures_real as fx  # noqa: E402  (tests/ is on sys.path, as for conftest)
+
+
+def _missing(module: str) -> bool:
+    import importlib.util
+    return importlib.util.find_spec(module) is None
+
+
+# The `data` extra: Cityscapes and GTA5 need cityscapesscripts' table, SYNTHIA needs pypng.
+needs_cs = pytest.mark.skipif(_missing("cityscapesscripts"), reason="pip install 'unisemi[data]'")
+needs_png = pytest.mark.skipif(_missing("png"), reason="pip install 'unisemi[data]'")
+NEEDS = {"cityscapes": needs_cs, "gta5": needs_cs, "synthia": needs_png}
 
 
 def raises(match: str):
@@ -82,12 +90,14 @@ CS_HAND = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 2
            25: 12, 26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18}
 
 
+@needs_cs
 def test_cityscapes_table_matches_hand_values():
     lut = cityscapes.label_table().lut
     assert lut[7] == 0 and lut[26] == 13 and lut[0] == 255 and lut[33] == 18
     assert {i: int(lut[i]) for i in range(34) if lut[i] != 255} == CS_HAND
 
 
+@needs_cs
 @pytest.mark.parametrize("form", ["plain", "zip"])
 def test_cityscapes_both_root_forms(tmp_path, form):
     tree = fx.cityscapes_tree(tmp_path, form=form)
@@ -101,6 +111,7 @@ def test_cityscapes_both_root_forms(tmp_path, form):
     assert len(cityscapes.list_pairs(tmp_path, "val")) == 1
 
 
+@needs_cs
 def test_cityscapes_read_pair_maps_ids(tmp_path):
     tree = fx.cityscapes_tree(tmp_path)
     image, label = cityscapes.read_pair(*cityscapes.list_pairs(tmp_path, "train")[2])
@@ -111,6 +122,7 @@ def test_cityscapes_read_pair_maps_ids(tmp_path):
     assert set(np.unique(label)) == {0, 1, 2, 11, 13, 18, 255}
 
 
+@needs_cs
 def test_cityscapes_missing_label_and_orphan_label(tmp_path):
     tree = fx.cityscapes_tree(tmp_path)
     lbl = tree["labels"] / "train/aachen/aachen_000001_000019_gtFine_labelIds.png"
@@ -125,6 +137,7 @@ def test_cityscapes_missing_label_and_orphan_label(tmp_path):
         cityscapes.list_pairs(tmp_path, "train")
 
 
+@needs_cs
 def test_cityscapes_bad_roots_and_splits(tmp_path):
     with raises(r"root .*nowhere does not exist \(expected a folder holding leftImg8bit/"):
         cityscapes.list_pairs(tmp_path / "nowhere", "train")
@@ -140,6 +153,7 @@ def test_cityscapes_bad_roots_and_splits(tmp_path):
         cityscapes.list_pairs(tmp_path, "training")
 
 
+@needs_cs
 def test_cityscapes_empty_split_is_an_error(tmp_path):
     (tmp_path / "leftImg8bit" / "val").mkdir(parents=True)
     (tmp_path / "gtFine" / "val").mkdir(parents=True)
@@ -147,6 +161,7 @@ def test_cityscapes_empty_split_is_an_error(tmp_path):
         cityscapes.list_pairs(tmp_path, "val")
 
 
+@needs_cs
 def test_cityscapes_unknown_label_values_named(tmp_path):
     tree = fx.cityscapes_tree(tmp_path)
     lbl = tree["labels"] / "val/frankfurt/frankfurt_000000_000294_gtFine_labelIds.png"
@@ -157,6 +172,7 @@ def test_cityscapes_unknown_label_values_named(tmp_path):
     one_line(e)
 
 
+@needs_cs
 def test_cityscapes_size_mismatch(tmp_path):
     tree = fx.cityscapes_tree(tmp_path)
     lbl = tree["labels"] / "val/frankfurt/frankfurt_000000_000294_gtFine_labelIds.png"
@@ -166,6 +182,7 @@ def test_cityscapes_size_mismatch(tmp_path):
         cityscapes.read_pair(*cityscapes.list_pairs(tmp_path, "val")[0])
 
 
+@needs_cs
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "rgb_label"])
 def test_cityscapes_corrupt_files(tmp_path, damage):
     fx.cityscapes_tree(tmp_path)
@@ -185,6 +202,7 @@ def test_cityscapes_corrupt_files(tmp_path, damage):
     one_line(e)
 
 
+@needs_cs
 def test_symlinked_folders_followed_but_loops_rejected(tmp_path):
     data = tmp_path / "disk"
     fx.cityscapes_tree(data)
@@ -202,7 +220,7 @@ def test_symlinked_folders_followed_but_loops_rejected(tmp_path):
 # ----------------------------------------------------------------------------------------------
 # listing order
 
-@pytest.mark.parametrize("name", sorted(fx.BUILDERS))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=NEEDS.get(n, ())) for n in sorted(fx.BUILDERS)])
 def test_listing_is_sorted_and_independent_of_creation_order(tmp_path, name):
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir()
@@ -407,6 +425,7 @@ def test_voc_image_labels():
 # ----------------------------------------------------------------------------------------------
 # GTA5
 
+@needs_cs
 def test_gta5_palette_ids_to_train_ids(tmp_path):
     tree = fx.gta5_tree(tmp_path)
     pairs = gta5.list_pairs(tmp_path, "train")
@@ -420,6 +439,7 @@ def test_gta5_palette_ids_to_train_ids(tmp_path):
         gta5.list_pairs(tmp_path, "val")
 
 
+@needs_cs
 def test_gta5_split_subfolders(tmp_path):
     for split, n in (("train", 1), ("val", 2)):
         fx.write_rgb(tmp_path / "images" / split / f"{n:05d}.png", 5, 4)
@@ -436,6 +456,7 @@ SYN_TO_16 = {3: 0, 4: 1, 2: 2, 21: 3, 5: 4, 7: 5, 15: 6, 9: 7, 6: 8, 1: 9, 10: 1
 SYN_TO_13 = {3: 0, 4: 1, 2: 2, 15: 3, 9: 4, 6: 5, 1: 6, 10: 7, 17: 8, 8: 9, 19: 10, 12: 11, 11: 12}
 
 
+@needs_png
 def test_synthia_16bit_labels_need_pypng(tmp_path):
     tree = fx.synthia_tree(tmp_path)
     _, label_path = synthia.list_pairs(tmp_path, "train")[0]
@@ -445,6 +466,7 @@ def test_synthia_16bit_labels_need_pypng(tmp_path):
     assert not np.array(Image.open(label_path).convert("RGB"))[..., 0].any()
 
 
+@needs_png
 @pytest.mark.parametrize("classes, table", [(16, SYN_TO_16), (13, SYN_TO_13)])
 def test_synthia_subsets(tmp_path, classes, table):
     tree = fx.synthia_tree(tmp_path)
@@ -457,6 +479,7 @@ def test_synthia_subsets(tmp_path, classes, table):
         assert names[k] == cityscapes.CLASSES[synthia.CITYSCAPES_IDS[classes][k]]
 
 
+@needs_png
 def test_synthia_default_is_16_and_19_keeps_train_ids(tmp_path):
     fx.synthia_tree(tmp_path)
     pair = synthia.list_pairs(tmp_path, "train")[0]
@@ -467,6 +490,7 @@ def test_synthia_default_is_16_and_19_keeps_train_ids(tmp_path):
         synthia.read_pair(*pair, classes=7)
 
 
+@needs_png
 def test_synthia_errors(tmp_path):
     fx.synthia_tree(tmp_path)
     image, label = synthia.list_pairs(tmp_path, "train")[1]
