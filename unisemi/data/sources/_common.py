@@ -1,0 +1,209 @@
+"""What every source shares: checked folders, sorted file listings, pairing, decoding, label tables."""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Mapping
+
+import numpy as np
+from PIL import Image
+
+from unisemi.data.labels import IGNORE_INDEX
+from unisemi.data.sources import SourceError
+
+# What PIL raises for a file that is not an image, is cut short or has a broken stream; all of them
+# become one SourceError line naming the file.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+
+
+# ----------------------------------------------------------------------------------------------
+# folders and listings
+
+def check_root(dataset: str, root, expect: str) -> Path:
+    """The dataset root as a Path, or an error if it is missing or is a file."""
+    root = Path(root)
+    if not root.exists():
+        raise SourceError(f"{dataset}: root {root} does not exist (expected a folder holding {expect})")
+    if not root.is_dir():
+        raise SourceError(f"{dataset}: root {root} is a file (expected a folder holding {expect})")
+    return root
+
+
+def check_split(dataset: str, split: str, splits: Iterable[str]) -> None:
+    splits = tuple(splits)
+    if split not in splits:
+        raise SourceError(f"{dataset}: no split '{split}' (known: {', '.join(splits)})")
+
+
+def require_dir(dataset: str, folder: Path, expect: str) -> Path:
+    """A folder the layout needs (typically one split); missing means a partial download."""
+    if not folder.is_dir():
+        what = "is a file" if folder.exists() else "is missing"
+        raise SourceError(f"{dataset}: folder {folder} {what} (expected {expect})")
+    return folder
+
+
+def require_file(dataset: str, path: Path, expect: str) -> Path:
+    if not path.is_file():
+        raise SourceError(f"{dataset}: file {path} is missing (expected {expect})")
+    return path
+
+
+def list_files(dataset: str, folder: Path, pattern: str, recursive: bool = False) -> dict[str, Path]:
+    """Files under `folder` whose relative posix path fully matches `pattern`, keyed by the regex's
+    `key` group. Symlinked folders are followed (datasets often live on another disk), but a folder
+    reached twice is an error: a symlink loop would never end and a duplicate link would count
+    every image twice."""
+    rx = re.compile(pattern)
+    found: dict[str, Path] = {}
+    seen: dict[tuple[int, int], str] = {}
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True, onerror=_walk_error(dataset)):
+        st = os.stat(dirpath)
+        ident = (st.st_dev, st.st_ino)
+        if ident in seen:
+            raise SourceError(f"{dataset}: folder {dirpath} is the same folder as {seen[ident]} "
+                              "(a symlink loop or a duplicate link; expected a tree without cycles)")
+        seen[ident] = dirpath
+        rel_dir = Path(dirpath).relative_to(folder)
+        for name in filenames:
+            rel = (rel_dir / name).as_posix()
+            m = rx.fullmatch(rel)
+            if m:
+                found[m.group("key")] = Path(dirpath) / name
+        if not recursive:
+            dirnames[:] = []
+        else:
+            dirnames.sort()  # walk order does not matter (results are keyed) but keeps errors stable
+    return found
+
+
+def _walk_error(dataset: str) -> Callable[[OSError], None]:
+    def raise_it(exc: OSError) -> None:
+        raise SourceError(f"{dataset}: cannot list {exc.filename} ({exc.strerror or exc})")
+    return raise_it
+
+
+def pair_up(dataset: str, images: Mapping[str, Path], labels: Mapping[str, Path],
+            image_for: Callable[[str], Path], label_for: Callable[[str], Path],
+            where: Path) -> list[tuple[Path, Path]]:
+    """Pairs sorted by key. An image without a label, or a label without an image, is an error:
+    training on whatever happens to pair would silently drop part of the dataset."""
+    if not images:
+        raise SourceError(f"{dataset}: no images under {where} (expected e.g. {image_for('<name>')})")
+    _no_partner(dataset, "image", images, labels, "label", label_for)
+    _no_partner(dataset, "label", labels, images, "image", image_for)
+    return [(images[k], labels[k]) for k in sorted(images)]
+
+
+def _no_partner(dataset, kind, have, other, other_kind, expected_for):
+    missing = sorted(set(have) - set(other))
+    if missing:
+        more = f"; {len(missing) - 1} more {kind}s lack one" if len(missing) > 1 else ""
+        raise SourceError(f"{dataset}: {kind} {have[missing[0]]} has no {other_kind} "
+                          f"(expected {expected_for(missing[0])}){more}")
+
+
+def read_list(dataset: str, path: Path, expect: str) -> list[list[str]]:
+    """Whitespace-separated rows of a split list file, blank lines skipped."""
+    require_file(dataset, path, expect)
+    return [line.split() for line in path.read_text().splitlines() if line.strip()]
+
+
+# ----------------------------------------------------------------------------------------------
+# decoding
+
+def load_image(path) -> Image.Image:
+    """A fully decoded PIL image (decoding is lazy in PIL, so truncation only shows on load)."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im
+    except FileNotFoundError:
+        raise SourceError(f"{path}: file is missing") from None
+    except _DECODE_ERRORS as exc:
+        raise SourceError(f"{path}: unreadable or truncated image ({exc})") from None
+
+
+def read_rgb(path) -> np.ndarray:
+    """uint8 (H, W, 3). Grey, palette or alpha images are converted: for photos that is lossless
+    enough and keeps every source's output the same shape."""
+    im = load_image(path)
+    if im.mode != "RGB":
+        im = im.convert("RGB")
+    return np.asarray(im, dtype=np.uint8)
+
+
+# Single-channel modes whose pixel values are the label values (P: palette indices, never colours).
+_INDEX_MODES = ("L", "P", "I", "I;16", "I;16B", "I;16L")
+
+
+def index_array(im: Image.Image, path) -> np.ndarray:
+    """The stored values of a single-channel label image, as they are (no palette lookup)."""
+    if im.mode not in _INDEX_MODES:
+        raise SourceError(f"{path}: label image has mode {im.mode} (expected a single-channel "
+                          "grey or palette PNG of class ids)")
+    return np.asarray(im)
+
+
+def read_index_label(path) -> np.ndarray:
+    return index_array(load_image(path), path)
+
+
+def check_same_size(image: np.ndarray, label: np.ndarray, image_path, label_path) -> None:
+    if image.shape[:2] != label.shape[:2]:
+        h, w = image.shape[:2]
+        lh, lw = label.shape[:2]
+        raise SourceError(f"{label_path}: label is {lw}x{lh} but image {image_path} is {w}x{h} "
+                          "(expected the same size, W x H)")
+
+
+# ----------------------------------------------------------------------------------------------
+# label tables
+
+@dataclass(frozen=True, eq=False)
+class LabelTable:
+    """Raw label value -> train id as a lookup table, plus which raw values the dataset defines.
+
+    Indexing the table with the whole label array maps every pixel at once; a value the dataset
+    does not define is an error rather than a silent 255, because it means a wrong file or a
+    wrong encoding (an RGB-expanded palette, a 16-bit file read as 8 bits)."""
+    dataset: str
+    lut: np.ndarray     # uint8, one entry per possible raw value
+    known: np.ndarray   # bool, same length
+    expected: str       # the defined values in words, for the error
+
+    def apply(self, raw: np.ndarray, path) -> np.ndarray:
+        raw = np.asarray(raw)
+        if raw.dtype.kind not in "ui":
+            raise SourceError(f"{path}: label values are {raw.dtype} (expected integer class ids)")
+        if raw.size and (int(raw.min()) < 0 or int(raw.max()) >= len(self.lut)):
+            bad = np.unique(raw[(raw < 0) | (raw >= len(self.lut))])
+            self._fail(bad, path)
+        bad_mask = ~self.known[raw]
+        if bad_mask.any():
+            self._fail(np.unique(raw[bad_mask]), path)
+        return self.lut[raw]
+
+    def _fail(self, values: np.ndarray, path) -> None:
+        shown = ", ".join(str(int(v)) for v in values[:10])
+        more = f" and {len(values) - 10} more" if len(values) > 10 else ""
+        raise SourceError(f"{path}: label values {shown}{more} are not in the {self.dataset} table "
+                          f"(expected {self.expected})")
+
+
+def make_table(dataset: str, mapping: Mapping[int, int], known: Iterable[int], expected: str,
+               size: int = 256) -> LabelTable:
+    """A table sending every known raw value to `mapping.get(value, 255)`."""
+    lut = np.full(size, IGNORE_INDEX, dtype=np.uint8)
+    ok = np.zeros(size, dtype=bool)
+    for raw in known:
+        ok[raw] = True
+    for raw, train_id in mapping.items():
+        if not ok[raw]:
+            raise AssertionError(f"{dataset}: mapped raw value {raw} is not a known value")
+        lut[raw] = train_id
+    lut.setflags(write=False)
+    ok.setflags(write=False)
+    return LabelTable(dataset, lut, ok, expected)
