@@ -15,14 +15,8 @@ than an exception from deep inside an image decoder.
 from __future__ import annotations
 
 
-class SourceError(ValueError):
-    """A dataset tree or file is not what its layout promises (names the path and the expectation)."""
-
-
-# Imported after SourceError exists: the modules import it from here.
-from unisemi.data.sources import (  # noqa: E402
-    camvid, cityscapes, gta5, idd, pascal_voc, sunrgbd, synthia,
-)
+from unisemi.data.sources import camvid, cityscapes, gta5, idd, pascal_voc, sunrgbd, synthia
+from unisemi.data.sources.errors import SourceError
 
 SOURCES = {
     "cityscapes": cityscapes,

@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from unisemi.data.labels import IGNORE_INDEX
-from unisemi.data.sources import SourceError
+from unisemi.data.sources.errors import SourceError
 
 # What PIL raises for a file that is not an image, is cut short or has a broken stream; all of them
 # become one SourceError line naming the file.

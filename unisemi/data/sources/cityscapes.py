@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from unisemi.data.sources import SourceError
+from unisemi.data.sources.errors import SourceError
 from unisemi.data.sources._common import (
     LabelTable, check_root, check_same_size, check_split, list_files, make_table, pair_up,
     read_index_label, read_rgb, require_dir,

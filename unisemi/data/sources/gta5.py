@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from unisemi.data.sources import SourceError
+from unisemi.data.sources.errors import SourceError
 from unisemi.data.sources._common import (
     check_root, check_same_size, check_split, list_files, pair_up, read_index_label, read_rgb,
     require_dir,

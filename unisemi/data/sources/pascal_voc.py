@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from unisemi.data.labels import IGNORE_INDEX
-from unisemi.data.sources import SourceError
+from unisemi.data.sources.errors import SourceError
 from unisemi.data.sources._common import (
     check_root, check_same_size, check_split, list_files, load_image, index_array, make_table,
     pair_up, read_list, read_rgb, require_dir,
