@@ -44,38 +44,29 @@ def migrate(results: str | Path, log=print) -> dict:
     for path in old:
         by_table.setdefault(_table_of(path), []).append(path)
 
-    plans: dict[tuple[str, str], list] = {}     # per table: (old path, trial key, rows, already there)
+    # Every conflict is found before anything moves, so a refusal leaves the folder as it was.
+    plans: dict[tuple[str, str], list] = {}     # per table: (old path, trial key)
     for (suite, table), paths in by_table.items():
         store = TableStore(root, suite, table, log=log)
         for path in paths:
-            rows = store._read_file(path)       # None: damaged, now set aside in _damaged/
-            if rows is None:
-                continue
             key = path.name[len("trial-"):-len(".parquet")]
-            new = store.trial_file(key)
-            there = store._read_file(new) if new.exists() else None
-            # Compared as stored, so a column the old file lacked (null either way) is no difference.
-            same = there is not None and _as_stored(store, there).equals(_as_stored(store, rows))
-            if there is not None and not same:
-                raise StoreError(f"cannot migrate {root}: {path} and {new} both hold trial {key} with "
-                                 f"different rows, expected one of them; move the one to drop out of "
-                                 f"{root} and run --migrate-results again (nothing was moved)")
-            plans.setdefault((suite, table), []).append((path, key, rows, same))
+            if _already_there(store, path, key, root) is not None:
+                plans.setdefault((suite, table), []).append((path, key))
 
     moved = finished = 0
     for (suite, table), paths in by_table.items():
         store = TableStore(root, suite, table, log=log)
         old_dir = paths[0].parent
         with TableLock(old_dir, log), TableLock(store.lock_dir, log):
-            for path, key, _, same in plans.get((suite, table), []):
+            for path, key in plans.get((suite, table), []):
+                # Checked again under the locks: a runner of the old code may have rewritten it since.
+                same = _already_there(store, path, key, root)
+                if same is None:
+                    continue
                 if same:
                     finished += 1
                 else:
-                    # Read again under the lock: a runner of the old code may have rewritten it since.
-                    rows = store._read_file(path)
-                    if rows is None:
-                        continue
-                    store._write(key, rows)
+                    store._write(key, store._read_file(path))
                     moved += 1
                 path.unlink()                   # only now: the rows are at the new path
         _remove_if_empty(old_dir, log)
@@ -90,8 +81,23 @@ def migrate(results: str | Path, log=print) -> dict:
     return {"moved": moved, "finished": finished, "damaged": damaged, "tables": len(by_table), "ray": ray}
 
 
-def _as_stored(store: TableStore, rows):
-    return store._file_table(rows).to_pandas()
+def _already_there(store: TableStore, path: Path, key: str, root: Path) -> bool | None:
+    """Whether the new layout already holds this old file's rows (an interrupted migration); None
+    when the old file is unreadable (now set aside in _damaged/). Raises StoreError when the new
+    layout holds the trial with other rows."""
+    rows = store._read_file(path)
+    if rows is None:
+        return None
+    new = store.trial_file(key)
+    there = store._read_file(new) if new.exists() else None
+    if there is None:
+        return False
+    # Compared as stored, so a column the old file lacked (null either way) is no difference.
+    if store._file_table(there).to_pandas().equals(store._file_table(rows).to_pandas()):
+        return True
+    raise StoreError(f"cannot migrate {root}: {path} and {new} both hold trial {key} with different "
+                     f"rows, expected one of them; move the one to drop out of {root} and run "
+                     f"--migrate-results again (nothing was moved)")
 
 
 def _remove_if_empty(old_dir: Path, log) -> None:
