@@ -115,6 +115,7 @@ def main() -> int:
 
     from unisemi.ablation.runner import run_table
     from unisemi.ablation.spec import load_spec
+    from unisemi.ablation.store import ray_storage
 
     root = Path(args.keep or tempfile.mkdtemp(prefix="orchestration-"))
     spec = load_spec(str(write_spec(root / "specs")))
@@ -135,7 +136,7 @@ def main() -> int:
     final = df[df["is_final"]].set_index("trial")
     assert res["ran"] == len(final) == 8 and res["failed"] == 0, res
     worker = {}
-    for f in (root / "results" / "_ray" / "bench-times").glob("*.json"):
+    for f in (ray_storage(root / "results") / "bench-times").glob("*.json"):
         w = json.loads(f.read_text())
         worker.setdefault(w["trial"], []).append(w)
     starts = {k: t for e, k, t in events if e == "start"}

@@ -73,7 +73,7 @@ def test_cluster_yaml_validation_catches_a_broken_config():
 def _stored(results: Path):
     import pandas as pd
     import pyarrow.parquet as pq
-    files = list(results.glob("suite=*/table=*/trial-*.parquet"))
+    files = list(results.glob("rows/suite=*/table=*/trial-*.parquet"))
     return pd.concat([pq.read_table(f).to_pandas() for f in files]) if files else None
 
 
@@ -151,7 +151,7 @@ def test_a_trial_bigger_than_the_local_cluster_fails_at_once_with_what_was_asked
     assert err.startswith("error: each trial asks for driver {CPU: 0.01} + 2 workers x {CPU: 1} = {CPU: 2.01}")
     assert "fixed-size Ray cluster has 1 node with {CPU: 2, GPU: 0} in all" in err
     assert "\n" not in err and "Traceback" not in err
-    assert not list((tmp_path / "results").glob("suite=*/table=*/trial-*.parquet"))   # nothing ran
+    assert not list((tmp_path / "results").glob("rows/suite=*/table=*/trial-*.parquet"))   # nothing ran
 
 
 @pytest.mark.slow

@@ -194,7 +194,7 @@ def _holder(folder, mode):
 
 def test_a_second_runner_stops_at_once_naming_the_lock_holder(spec, tmp_path, launched, capsys):
     store = TableStore(tmp_path / "results", spec.suite, spec.name)
-    proc = _holder(store.dir, "hold")
+    proc = _holder(store.lock_dir, "hold")
     try:
         with pytest.raises(LockHeld, match=rf"being run by pid {proc.pid} on host {socket.gethostname()} "
                                            r"\(started \d{4}-\d\d-\d\dT"):

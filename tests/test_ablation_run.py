@@ -66,7 +66,7 @@ def test_a_truncated_trial_file_is_set_aside_and_its_trial_reruns_on_resume(fini
     import shutil
     spec, root, res = finished
     results = tmp_path / "results"
-    shutil.copytree(root / "results", results, ignore=shutil.ignore_patterns("_ray", "tables"))
+    shutil.copytree(root / "results", results, ignore=shutil.ignore_patterns("ray", "tables"))
     victim = next(t for t in res["trials"] if t.cell_id == "variant=a" and t.seed == 1)
     path = TableStore(results, spec.suite, spec.name).trial_file(victim.key)
     data = path.read_bytes()

@@ -191,4 +191,4 @@ def test_a_search_asking_for_gpus_the_cluster_lacks_fails_at_once(ray_local, tmp
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err.startswith("error: each trial asks for {CPU: 1, GPU: 1} (in-process fit)")
     assert "has 1 node with {CPU: 2, GPU: 0} in all" in err and "\n" not in err
-    assert not (tmp_path / "results" / "suite=search").exists()
+    assert not (tmp_path / "results" / "rows" / "suite=search").exists()

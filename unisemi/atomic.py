@@ -7,15 +7,26 @@ one file system, and the temporary name carries the pid so two writers never sha
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
-    """Call `write(tmp)` to produce the file at a temporary path, then rename it to `path`."""
+def atomic_write(path: str | Path, write: Callable[[Path], object], tmp_dir: str | Path | None = None) -> Path:
+    """Call `write(tmp)` to produce the file at a temporary path, then rename it to `path`.
+
+    `tmp_dir` (on the same file system as `path`) holds the temporary file instead of the target's
+    folder: for a folder that must only ever hold finished files, such as the rows of the results
+    dataset, where a writer killed mid-write would otherwise leave a stray file for readers."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    if tmp_dir is None:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    else:
+        tmp_dir = Path(tmp_dir)
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        # A shared folder: the name must not collide with another target's file of the same name.
+        tmp = tmp_dir / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
     try:
         write(tmp)
         os.replace(tmp, path)

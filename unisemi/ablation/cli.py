@@ -20,6 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "in Parquet, and write table.md/.tex/.csv and a plot beside the paper's numbers.")
     p.add_argument("table", nargs="?", help="tableN (= contrastive/tableN), SUITE/tableN, or a spec path")
     p.add_argument("--list", action="store_true", help="list every table with its title and status")
+    p.add_argument("--migrate-results", action="store_true",
+                   help="move a --results folder of the earlier layout (suite=*/table=* at its top) into "
+                        "rows/, one trial file at a time, then exit")
     p.add_argument("--profile", default="laptop", choices=("laptop", "paper"))
     p.add_argument("--seeds", type=int, default=None, help="seeds per cell (default: the spec's)")
     p.add_argument("--dry-run", action="store_true", help="print trials, resources and cost, then exit")
@@ -82,6 +85,10 @@ def _main(args) -> int:
 
     if args.list:
         list_tables()
+        return 0
+    if args.migrate_results:
+        from unisemi.ablation.migrate import migrate
+        migrate(args.results)
         return 0
     if not args.table:
         print("error: name a table (e.g. table6) or pass --list", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""One runner per table: a lock file inside the table's folder, held for the whole run.
+"""One runner per table: a lock file in the table's folder under results/locks/, held for the whole run.
 
 Two drivers on one table and results folder would both run every missing trial (each reads the
 ledger before the other writes to it). The first to start holds `fcntl.flock(LOCK_EX | LOCK_NB)` on
@@ -8,8 +8,9 @@ lock file with content but no flock on it was left by a killed driver: it is tak
 line says so). A clean release empties the file but leaves it in place: unlinking it would let a
 third runner lock a fresh file while a second still holds the old, unlinked one.
 
-The name starts with `.`, so pyarrow does not read it as part of the dataset. flock works on a
-local disk and on NFSv4; the store is written by the driver only, so that is where the lock lives.
+The lock lives beside the rows dataset (results/locks/suite=S/table=T/), not in it: the rows folder
+holds only Parquet files, which some readers (polars) require. flock works on a local disk and on
+NFSv4; the store is written by the driver only, so that is where the lock lives.
 """
 from __future__ import annotations
 

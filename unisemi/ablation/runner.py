@@ -22,7 +22,7 @@ from unisemi.ablation.ledger import check_same_config
 from unisemi.ablation.lock import TableLock
 from unisemi.ablation.rows import describe_set_aside, in_expansion, set_aside
 from unisemi.ablation.spec import Spec, config_identity, expand
-from unisemi.ablation.store import TableStore, check_results_dir
+from unisemi.ablation.store import TableStore, check_results_dir, ray_storage
 from unisemi.ablation.trial import failure_row, git_revision, rows_for, run_trial
 
 
@@ -118,7 +118,7 @@ def run_table(spec: Spec, *, profile: str = "laptop", seeds: int | None = None,
     store = TableStore(results_dir, spec.suite, spec.name, log=log)
     if resume and not store.exists():
         raise RunnerError(f"--resume: nothing stored for {spec.suite}/{spec.name} under {store.dir}")
-    with TableLock(store.dir, log):
+    with TableLock(store.lock_dir, log):
         todo = _trials_to_run(store, trials, pending, profile, resume, log)
         if todo:
             prepare_pretrained(todo, log)
@@ -184,7 +184,7 @@ def _launch(spec, todo, store, profile, results_dir, address, workers_per_trial,
         request = ray_session.trial_resources(workers_per_trial, cpus_per_trial, gpus_per_trial)
     except ValueError as exc:
         raise RunnerError(str(exc)) from None
-    storage = Path(results_dir).resolve() / "_ray"
+    storage = ray_storage(results_dir)
     meta = {"run_id": ray_session.new_run_id(), "suite": spec.suite, "table": spec.name, "profile": profile,
             "git_rev": git_revision(), "workers": workers_per_trial, "cpus_per_worker": cpus_per_trial,
             "gpus_per_worker": gpus_per_trial, "storage_path": str(storage / "train"),

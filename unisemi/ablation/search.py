@@ -37,7 +37,7 @@ import yaml
 
 from unisemi.ablation import ray_session
 from unisemi.ablation.spec import check_keys, dotted_to_nested, key_error
-from unisemi.ablation.store import TableStore
+from unisemi.ablation.store import StoreError, TableStore, check_results_dir, ray_storage
 from unisemi.ablation.trial import git_revision, run_trial
 from unisemi.config import ConfigError, _merge, all_keys, build_config, config_hash, load_values, to_dict
 
@@ -355,11 +355,15 @@ def run_search(space: SearchSpace, *, samples: int | None = None, results_dir: s
         request = ray_session.trial_resources(workers_per_trial, cpus_per_trial, gpus_per_trial)
     except ValueError as exc:
         raise SearchError(str(exc)) from None
+    try:
+        check_results_dir(results_dir)
+    except StoreError as exc:          # the `tune` command reports SearchError in one line
+        raise SearchError(str(exc)) from None
     store = TableStore(results_dir, SUITE, space.name)
     if store.exists():
         raise SearchError(f"{store.dir} already holds a search of {space.name}; pass another --results "
                           f"directory or remove that one (a search's sampler state cannot be resumed)")
-    storage = Path(results_dir).resolve() / "_ray"
+    storage = ray_storage(results_dir)
     # The same adjustment as a table's trials (threads per CPU, CUDA when GPUs are reserved), made on
     # the base so that the driver and the trial build the same payload from it.
     base = _base_for(space.base, request)

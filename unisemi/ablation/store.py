@@ -1,4 +1,21 @@
-"""The results store: a Parquet dataset under results/suite=<suite>/table=<table>/.
+"""The results store: one Parquet dataset under results/rows/, partitioned suite=<suite>/table=<table>/.
+
+Layout of a results folder (README "Results schema"):
+
+    results/rows/suite=S/table=T/trial-<key>.parquet   the rows: Parquet files and nothing else
+    results/tables/S/T/                                 table.md/.tex/.csv and plots (report.py)
+    results/ray/                                        Ray Tune's own state and logs
+    results/locks/suite=S/table=T/.runner.lock          one runner per table (lock.py)
+    results/tmp/                                        temporary files of atomic writes
+    results/_damaged/suite=S/table=T/                   unreadable trial files, set aside
+
+`rows/` holds only finished Parquet files so that pandas, pyarrow.dataset, duckdb and polars each
+open it in one call: the lock and the temporary files live beside it, not inside (polars refuses a
+folder holding files of another kind, and a writer killed mid-write would leave its temporary file
+behind). The partition columns `suite` and `table` are not stored inside the files, only in the
+folder names: every reader then takes them from the path, and no reader sees two types for one
+column (pyarrow infers a partition column as dictionary, a column stored as string conflicts).
+TableStore puts them back when it reads a single file.
 
 One file per trial (named by the trial key), rewritten atomically (temporary file + rename) each
 time the trial reports. Rows are merged on (iteration, domain), so a retried trial or a resumed run
@@ -7,8 +24,10 @@ iteration, domain), and a reader never sees a half-written file.
 
 A file that cannot be read anyway (truncated by a copy, emptied by a full disk) is never a
 traceback and never deleted: it is moved to <root>/_damaged/suite=S/table=T/<name>.<UTC time>, one
-line is logged, and its trial counts as not run, so `--resume` runs it again. (pyarrow skips
-paths starting with `_` or `.`, so neither `_damaged/` nor the lock file is read as results.)
+line is logged, and its trial counts as not run, so `--resume` runs it again.
+
+Stores of the earlier layout (rows directly under results/suite=S/table=T/, with the partition
+columns inside each file) are refused with one line pointing at `--migrate-results` (migrate.py).
 """
 from __future__ import annotations
 
@@ -24,9 +43,10 @@ import pyarrow.parquet as pq
 
 from unisemi.atomic import atomic_write
 
-# Row schema (README "Results schema" documents each column).
+# Row schema (README "Results schema" documents each column), in the order every reader of the
+# dataset returns it: the file's columns, then the partition columns taken from the path.
 COLUMNS = {
-    "run_id": pa.string(), "suite": pa.string(), "table": pa.string(), "profile": pa.string(),
+    "run_id": pa.string(), "profile": pa.string(),
     "trial": pa.string(), "cell": pa.string(), "cell_json": pa.string(),
     "seed": pa.int64(), "split_seed": pa.int64(), "split_id": pa.string(), "split_hash": pa.string(),
     "n_labelled": pa.int64(), "domain": pa.string(), "domain_key": pa.string(),
@@ -40,10 +60,33 @@ COLUMNS = {
     "device": pa.string(), "node": pa.string(), "workers": pa.int64(), "git_rev": pa.string(),
     "config_hash": pa.string(), "config_json": pa.string(), "time_utc": pa.string(),
     "weights_hash": pa.string(), "stages_json": pa.string(),
+    "suite": pa.string(), "table": pa.string(),
 }
+PARTITIONS = ("suite", "table")             # in the folder names only, never inside a file
 SCHEMA = pa.schema(list(COLUMNS.items()))
+FILE_SCHEMA = pa.schema([(k, t) for k, t in COLUMNS.items() if k not in PARTITIONS])
 FAILED = ("nan", "error")   # statuses of a failed trial's marker row (iteration -1)
+
+ROWS_DIR = "rows"
+RAY_DIR = "ray"
+LOCKS_DIR = "locks"
+TMP_DIR = "tmp"
 DAMAGED_DIR = "_damaged"
+OLD_LAYOUT = "suite=*/table=*/trial-*.parquet"      # rows of the earlier layout, under the root
+
+
+def rows_root(results: str | Path) -> Path:
+    """The folder to hand to a Parquet reader: every row of every table, and nothing else."""
+    return Path(results) / ROWS_DIR
+
+
+def ray_storage(results: str | Path) -> Path:
+    """Where Ray Tune keeps its experiment state (absolute: Tune requires it)."""
+    return Path(results).resolve() / RAY_DIR
+
+
+def old_layout_files(results: str | Path) -> list[Path]:
+    return sorted(Path(results).glob(OLD_LAYOUT))
 
 
 class StoreError(RuntimeError):
@@ -55,11 +98,17 @@ def _stderr(msg: str) -> None:
 
 
 def check_results_dir(root: str | Path, writable: bool = True) -> None:
-    """Stop with one line, before anything runs, when `root` is a file or (when a run or a report
+    """Stop with one line, before anything runs, when `root` is a file, holds rows of the earlier
+    layout (a run would not see them and would run their trials again), or (when a run or a report
     will write there) cannot be written: the first existing folder on its path must be writable."""
     root = Path(root)
     if root.exists() and not root.is_dir():
         raise StoreError(f"--results {root}: is a file, expected a folder for the results dataset")
+    old = old_layout_files(root)
+    if old:
+        raise StoreError(f"--results {root}: holds {len(old)} trial file(s) in the earlier layout "
+                         f"({old[0].parent}), expected them under {rows_root(root)}; move them with "
+                         f"python ablations/run.py --migrate-results --results {root}")
     if not writable:
         return
     existing = root
@@ -76,7 +125,8 @@ class TableStore:
     def __init__(self, root: str | Path, suite: str, table: str, log=_stderr):
         self.root = Path(root)
         self.suite, self.table = suite, table
-        self.dir = self.root / f"suite={suite}" / f"table={table}"
+        self.dir = rows_root(self.root) / f"suite={suite}" / f"table={table}"
+        self.lock_dir = self.root / LOCKS_DIR / f"suite={suite}" / f"table={table}"
         self.log = log
         self.damaged: list[Path] = []     # where this store set damaged files aside
 
@@ -96,17 +146,26 @@ class TableStore:
         return pd.concat(frames, ignore_index=True) if frames else _empty()
 
     def _read_file(self, path: Path) -> pd.DataFrame | None:
-        """One trial file's rows; None when it is absent or damaged (then it is set aside)."""
+        """One trial file's rows, with the partition columns of this store; None when it is absent
+        or damaged (then it is set aside). Also reads a file of the earlier layout, which holds
+        the partition columns itself (they must then name this store's suite and table)."""
         if not path.exists():
             return None
         try:
-            # Reindexed so files written before a column was added still merge and finalize.
-            return pq.read_table(path).to_pandas().reindex(columns=list(COLUMNS))
+            frame = pq.read_table(path).to_pandas()
         except FileNotFoundError:      # set aside by another reader meanwhile
             return None
         except (pa.ArrowException, OSError, ValueError) as exc:
             self._set_aside(path, exc)
             return None
+        for col, want in zip(PARTITIONS, (self.suite, self.table)):
+            if col in frame and len(frame) and not (frame[col] == want).all():
+                found = sorted(set(frame[col].dropna().astype(str)) - {want})
+                raise StoreError(f"{path}: column {col} holds {', '.join(found) or 'nulls'}, expected "
+                                 f"{want} as its folder name says")
+            frame[col] = want
+        # Reindexed so files written before a column was added still merge and finalize.
+        return frame.reindex(columns=list(COLUMNS))
 
     def _set_aside(self, path: Path, exc: Exception) -> None:
         """Move a damaged file to _damaged/ (never delete data) and say so in one line."""
@@ -148,8 +207,21 @@ class TableStore:
         self._write(trial_key, df)
 
     def _write(self, trial_key: str, frame: pd.DataFrame) -> None:
-        table = pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False)
-        atomic_write(self.trial_file(trial_key), lambda tmp: pq.write_table(table, tmp))
+        table = self._file_table(frame)
+        atomic_write(self.trial_file(trial_key), lambda tmp: pq.write_table(table, tmp),
+                     tmp_dir=self.root / TMP_DIR)
+
+    def _file_table(self, frame: pd.DataFrame) -> pa.Table:
+        """The rows as stored in a file: the partition columns left to the path (they must be this
+        store's, or empty: a row of another table would be filed under this one)."""
+        for col, want in zip(PARTITIONS, (self.suite, self.table)):
+            if col in frame:
+                values = set(frame[col].dropna())
+                if values - {want}:
+                    raise StoreError(f"{self.dir}: rows with {col} {sorted(values - {want})}, "
+                                     f"expected {want}")
+        frame = frame.reindex(columns=FILE_SCHEMA.names)
+        return pa.Table.from_pandas(frame, schema=FILE_SCHEMA, preserve_index=False)
 
     def final_rows(self) -> pd.DataFrame:
         df = self.read()
