@@ -207,3 +207,22 @@ def make_table(dataset: str, mapping: Mapping[int, int], known: Iterable[int], e
     lut.setflags(write=False)
     ok.setflags(write=False)
     return LabelTable(dataset, lut, ok, expected)
+
+
+def pair_by_key(dataset: str, image_dir: Path, label_dir: Path, key: str, image_suffix: str,
+                label_suffix: str, recursive: bool = False) -> list[tuple[Path, Path]]:
+    """Pairs of an image folder and a label folder whose files are `<key><suffix>`, with `key` a
+    regex of the relative name (e.g. `<city>/<frame id>`)."""
+    images = list_files(dataset, image_dir, f"(?P<key>{key})" + re.escape(image_suffix), recursive)
+    labels = list_files(dataset, label_dir, f"(?P<key>{key})" + re.escape(label_suffix), recursive)
+    return pair_up(dataset, images, labels,
+                   image_for=lambda k: image_dir / (k + image_suffix),
+                   label_for=lambda k: label_dir / (k + label_suffix), where=image_dir)
+
+
+def read_mapped_pair(image_path, label_path, table) -> tuple[np.ndarray, np.ndarray]:
+    """An RGB image and its index label mapped through `table`, checked to be the same size."""
+    image = read_rgb(image_path)
+    label = table.apply(read_index_label(label_path), label_path)
+    check_same_size(image, label, image_path, label_path)
+    return image, label

@@ -15,8 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from unisemi.data.sources._common import (
-    check_root, check_same_size, check_split, list_files, make_table, pair_up, read_index_label,
-    read_rgb, require_dir,
+    check_root, check_split, make_table, pair_by_key, read_mapped_pair, require_dir,
 )
 
 NAME = "camvid"
@@ -35,14 +34,8 @@ def list_pairs(root, split: str) -> list[tuple[Path, Path]]:
     check_split(NAME, split, SPLITS)
     image_dir = require_dir(NAME, root / split, "RGB <name>.png images")
     label_dir = require_dir(NAME, root / f"{split}annot", "grey <name>.png labels")
-    pattern = r"(?P<key>[^/]+)\.png"
-    return pair_up(NAME, list_files(NAME, image_dir, pattern), list_files(NAME, label_dir, pattern),
-                   image_for=lambda k: image_dir / f"{k}.png",
-                   label_for=lambda k: label_dir / f"{k}.png", where=image_dir)
+    return pair_by_key(NAME, image_dir, label_dir, r"[^/]+", ".png", ".png")
 
 
 def read_pair(image_path, label_path) -> tuple[np.ndarray, np.ndarray]:
-    image = read_rgb(image_path)
-    label = TABLE.apply(read_index_label(label_path), label_path)
-    check_same_size(image, label, image_path, label_path)
-    return image, label
+    return read_mapped_pair(image_path, label_path, TABLE)

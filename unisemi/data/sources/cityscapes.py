@@ -18,8 +18,7 @@ import numpy as np
 
 from unisemi.data.sources.errors import SourceError
 from unisemi.data.sources._common import (
-    LabelTable, check_root, check_same_size, check_split, list_files, make_table, pair_up,
-    read_index_label, read_rgb, require_dir,
+    LabelTable, check_root, check_split, make_table, pair_by_key, read_mapped_pair, require_dir,
 )
 
 NAME = "cityscapes"
@@ -66,15 +65,8 @@ def list_pairs(root, split: str) -> list[tuple[Path, Path]]:
     label_dir = require_dir(NAME, _folder(root, "gtFine") / split,
                             f"<city>/<city>_<seq>_<frame>{LABEL_SUFFIX} files")
     # key = "<city>/<city>_<seq>_<frame>"
-    images = list_files(NAME, image_dir, r"(?P<key>[^/]+/[^/]+)" + IMAGE_SUFFIX, recursive=True)
-    labels = list_files(NAME, label_dir, r"(?P<key>[^/]+/[^/]+)" + LABEL_SUFFIX, recursive=True)
-    return pair_up(NAME, images, labels,
-                   image_for=lambda k: image_dir / (k + IMAGE_SUFFIX),
-                   label_for=lambda k: label_dir / (k + LABEL_SUFFIX), where=image_dir)
+    return pair_by_key(NAME, image_dir, label_dir, r"[^/]+/[^/]+", IMAGE_SUFFIX, LABEL_SUFFIX, recursive=True)
 
 
 def read_pair(image_path, label_path) -> tuple[np.ndarray, np.ndarray]:
-    image = read_rgb(image_path)
-    label = label_table().apply(read_index_label(label_path), label_path)
-    check_same_size(image, label, image_path, label_path)
-    return image, label
+    return read_mapped_pair(image_path, label_path, label_table())

@@ -17,8 +17,7 @@ import numpy as np
 
 from unisemi.data.sources.errors import SourceError
 from unisemi.data.sources._common import (
-    check_root, check_same_size, check_split, list_files, pair_up, read_index_label, read_rgb,
-    require_dir,
+    check_root, check_split, pair_by_key, read_mapped_pair, require_dir,
 )
 from unisemi.data.sources import cityscapes
 
@@ -44,14 +43,8 @@ def list_pairs(root, split: str) -> list[tuple[Path, Path]]:
     root = check_root(NAME, root, "images/ and labels/")
     check_split(NAME, split, SPLITS)
     image_dir, label_dir = _split_dirs(root, split)
-    pattern = r"(?P<key>\d{5})\.png"
-    return pair_up(NAME, list_files(NAME, image_dir, pattern), list_files(NAME, label_dir, pattern),
-                   image_for=lambda k: image_dir / f"{k}.png",
-                   label_for=lambda k: label_dir / f"{k}.png", where=image_dir)
+    return pair_by_key(NAME, image_dir, label_dir, r"\d{5}", ".png", ".png")
 
 
 def read_pair(image_path, label_path) -> tuple[np.ndarray, np.ndarray]:
-    image = read_rgb(image_path)
-    label = cityscapes.label_table().apply(read_index_label(label_path), label_path)
-    check_same_size(image, label, image_path, label_path)
-    return image, label
+    return read_mapped_pair(image_path, label_path, cityscapes.label_table())

@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from unisemi.data.sources._common import (
-    check_root, check_same_size, check_split, list_files, make_table, pair_up, read_index_label,
-    read_rgb, require_dir,
+    check_root, check_split, make_table, pair_by_key, read_mapped_pair, require_dir,
 )
 from unisemi.data.labels import IGNORE_INDEX
 
@@ -43,15 +42,8 @@ def list_pairs(root, split: str) -> list[tuple[Path, Path]]:
     label_dir = require_dir(NAME, root / "gtFine" / split,
                             f"<drive>/<id>{LABEL_SUFFIX} files (render them with AutoNUE's "
                             "createLabels.py --id-type level3Id)")
-    images = list_files(NAME, image_dir, r"(?P<key>[^/]+/[^/]+)" + IMAGE_SUFFIX, recursive=True)
-    labels = list_files(NAME, label_dir, r"(?P<key>[^/]+/[^/]+)" + LABEL_SUFFIX, recursive=True)
-    return pair_up(NAME, images, labels,
-                   image_for=lambda k: image_dir / (k + IMAGE_SUFFIX),
-                   label_for=lambda k: label_dir / (k + LABEL_SUFFIX), where=image_dir)
+    return pair_by_key(NAME, image_dir, label_dir, r"[^/]+/[^/]+", IMAGE_SUFFIX, LABEL_SUFFIX, recursive=True)
 
 
 def read_pair(image_path, label_path) -> tuple[np.ndarray, np.ndarray]:
-    image = read_rgb(image_path)
-    label = TABLE.apply(read_index_label(label_path), label_path)
-    check_same_size(image, label, image_path, label_path)
-    return image, label
+    return read_mapped_pair(image_path, label_path, TABLE)
