@@ -305,3 +305,35 @@ def test_paper_only_levels_are_pending_with_their_reason_and_never_run(tmp_path)
     assert pending == {"variant=c": "paper-only reference row (Someone et al. 2020): the paper's number, never run here"}
     t2, p2 = expand(load_spec("contrastive/table2"))
     assert len(p2) == 24 and all(r.startswith("paper-only reference row") for r in p2.values())
+
+
+def test_a_paper_entry_for_a_cell_that_does_not_exist_is_an_error_listing_the_levels(tmp_path):
+    from conftest import tiny_spec
+    path = tiny_spec(tmp_path)
+    raw = yaml.safe_load(path.read_text())
+    raw["paper"]["c"] = {"main": 52.0}
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(SpecError, match=r"paper.c.*not a level of the 'variant' axis \(levels: a, b\)"):
+        load_spec(str(path))
+
+
+def test_an_unquoted_numeric_paper_key_finds_its_level(tmp_path):
+    from conftest import tiny_spec
+    path = tiny_spec(tmp_path, cells=("1", "2"), baseline=False)
+    raw = yaml.safe_load(path.read_text())
+    raw["paper"] = {1: {"main": 50.0}, 2: {"main": 51.0}}      # what `1:` unquoted gives
+    path.write_text(yaml.safe_dump(raw))
+    assert "\n  1:" in path.read_text()
+    spec = load_spec(str(path))
+    assert spec.paper_value({"variant": "1"}, "main") == 50.0
+    assert spec.paper_value({"variant": "2"}, "main") == 51.0
+
+
+def test_a_paper_value_that_is_not_a_number_is_an_error(tmp_path):
+    from conftest import tiny_spec
+    path = tiny_spec(tmp_path)
+    raw = yaml.safe_load(path.read_text())
+    raw["paper"]["a"] = {"main": "50.0%"}
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(SpecError, match=r"paper.a.main.*expected a number or null, got '50.0%'"):
+        load_spec(str(path))

@@ -72,3 +72,25 @@ def test_keys_of_another_methods_section_are_found():
     assert foreign_method_keys(values, "universal") == ["contrastive.lambda_contr"]
     assert foreign_method_keys(values, "supervised") == ["contrastive.lambda_contr", "universal.gamma"]
     assert foreign_method_keys({"train": {"iterations": 3}}, "contrastive") == []
+
+
+def test_a_float_written_without_a_dot_is_read_by_the_fields_type():
+    # YAML 1.1 reads 1e6 as the string '1e6'; the field says float
+    cfg = load_config("supervised_city", ["optim.lr=1e6", "train.iterations=1e3"])
+    assert cfg.optim.lr == 1e6 and isinstance(cfg.optim.lr, float)
+    assert cfg.train.iterations == 1000 and isinstance(cfg.train.iterations, int)
+    with pytest.raises(ConfigError, match="key 'train.iterations': expected int, got str '2.5e0'"):
+        load_config("supervised_city", ["train.iterations=2.5e0"])
+    with pytest.raises(ConfigError, match=r"key 'optim.lr': expected float, got str 'fast'"):
+        load_config("supervised_city", ["optim.lr=fast"])
+
+
+def test_yaml_errors_name_file_line_and_column(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  iterations: [1, 2\n  eval_every: 3\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(str(bad))
+    msg = str(err.value)
+    assert msg.startswith(f"{bad}: not valid YAML (line ") and ", column " in msg and "\n" not in msg
+    with pytest.raises(ConfigError, match=r"--set 'data.size=\[1,': the value is not valid YAML"):
+        load_config("supervised_city", ["data.size=[1,"])

@@ -146,6 +146,14 @@ def _coerce(value, hint, key: str, where: str):
         return tuple(_coerce(v, item, key, where) for v in value)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint in (float, int) and isinstance(value, str):
+        # YAML 1.1 reads 1e6 (no dot) as a string; the field's type decides.
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+        if number is not None and (hint is float or number.is_integer()):
+            return float(value) if hint is float else int(number)
     if hint is str and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
@@ -184,7 +192,10 @@ def parse_override(text: str) -> dict:
     if "=" not in text:
         raise ConfigError(f"--set '{text}': expected KEY=VALUE, e.g. train.iterations=300")
     key, raw = text.split("=", 1)
-    value = yaml.safe_load(raw) if raw.strip() else ""
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        raise ConfigError(f"--set '{text}': the value is not valid YAML (quote it, e.g. key='a b')") from None
     nested: dict = value
     for part in reversed(key.strip().split(".")):
         nested = {part: nested}
@@ -205,14 +216,21 @@ def resolve_path(name: str) -> Path:
     raise ConfigError(f"config '{name}': no such file or preset{hint}")
 
 
+def yaml_error_text(path, exc: Exception) -> str:
+    """One line: the file, the line and column where YAML gave up, and why."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    problem = getattr(exc, "problem", None)
+    return f"{path}: not valid YAML{where}" + (f": {problem}" if problem else "")
+
+
 def read_yaml(path: Path) -> dict:
     if not path.exists():
         raise ConfigError(f"{path}: config file not found")
     try:
         values = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        line = getattr(getattr(exc, "problem_mark", None), "line", None)
-        raise ConfigError(f"{path}: not valid YAML" + (f" (line {line + 1})" if line is not None else ""))
+        raise ConfigError(yaml_error_text(path, exc)) from None
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping of sections, got {type(values).__name__}")
     return values

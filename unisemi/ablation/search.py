@@ -39,7 +39,8 @@ from unisemi.ablation import ray_session
 from unisemi.ablation.spec import check_keys, dotted_to_nested, key_error
 from unisemi.ablation.store import StoreError, TableStore, check_results_dir, ray_storage
 from unisemi.ablation.trial import git_revision, run_trial
-from unisemi.config import ConfigError, _merge, all_keys, build_config, config_hash, load_values, to_dict
+from unisemi.config import (ConfigError, _merge, all_keys, build_config, config_hash, load_values, to_dict,
+                            yaml_error_text)
 
 SEARCH_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
 SUITE = "search"
@@ -126,7 +127,7 @@ def load_space(name: str, overrides: dict | None = None) -> SearchSpace:
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise SearchError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+        raise SearchError(yaml_error_text(path, exc)) from None
     if not isinstance(raw, dict):
         raise SearchError(f"{path}: expected a mapping, got {type(raw).__name__}")
     base = validate_space(path, raw, overrides)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from unisemi.config import ConfigError, _merge, build_config, load_values, to_dict
+from unisemi.config import ConfigError, _merge, build_config, load_values, to_dict, yaml_error_text
 
 ABLATIONS_DIR = Path(__file__).resolve().parents[2] / "ablations"
 SUITES = ("contrastive", "universal", "ass", "transfer")
@@ -139,6 +139,43 @@ class Spec:
         return node if isinstance(node, (int, float)) else None
 
 
+def _checked_paper(path, paper, axes: dict, layout: dict, domains: list) -> dict:
+    """`paper:` nested by the row axis, then the column axis, then optionally by table domain,
+    with numbers (or null) at the leaves. Every key must name a level (matched as text, so an
+    unquoted `1:` finds level "1"); the keys come back as strings, so no paper value is dropped."""
+    names = list(axes)
+    order = [layout.get("rows", names[0])]
+    columns = layout.get("columns", names[1] if len(names) > 1 else None)
+    if columns is not None:
+        order.append(columns)
+
+    def leaf(node, where):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if str(k) not in domains:
+                    raise key_error(path, f"{where}{k}", f"not a table domain (domains: {', '.join(domains)})")
+                leaf(v, f"{where}{k}.")
+            return {str(k): v for k, v in node.items()}
+        if node is not None and (isinstance(node, bool) or not isinstance(node, (int, float))):
+            raise key_error(path, where.rstrip("."), f"expected a number or null, got {node!r}")
+        return node
+
+    def walk(node, left, where):
+        if not left or not isinstance(node, dict):
+            return leaf(node, where)
+        axis = left[0]
+        levels = [str(x) for x in axes[axis]]
+        out = {}
+        for k, v in node.items():
+            if str(k) not in levels:
+                raise key_error(path, f"{where}{k}", f"not a level of the {axis!r} axis "
+                                f"(levels: {', '.join(levels)})")
+            out[str(k)] = walk(v, left[1:], f"{where}{k}.")
+        return out
+
+    return walk(paper, order, "paper.")
+
+
 def _substitute_other(values, keys, domains, dmap: dict, path, cid):
     """In a per-domain trial, the string "{other}" stands for the dataset of the table's other
     domain (e.g. finetune's source); it needs exactly two table domains."""
@@ -214,7 +251,7 @@ def load_spec(name: str) -> Spec:
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+        raise SpecError(yaml_error_text(path, exc)) from None
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: expected a mapping, got {type(raw).__name__}")
     validate_spec(path, raw)
@@ -267,6 +304,8 @@ def validate_spec(path: Path, raw: dict) -> None:
     for k, axis in layout.items():
         if axis is not None and axis not in axes:
             raise key_error(path, f"layout.{k}", f"'{axis}' is not an axis (axes: {', '.join(axes)})")
+    if raw.get("paper") is not None:
+        raw["paper"] = _checked_paper(path, raw["paper"], axes, layout, domains)
     baseline = raw.get("baseline") or {}
     for axis, level in baseline.items():
         if axis not in axes or str(level) not in {str(x) for x in axes[axis]}:
