@@ -26,7 +26,9 @@ def tiny_spec(path, name="table1", cells=("a", "b"), seeds=2, extra_levels=None,
         "title": "tiny test table", "preset": "supervised_city", "seeds": seeds,
         "domains": list(domains), "profiles": {"laptop": {"domains": domains, "set": TINY}},
         "axes": {"variant": levels}, "layout": {"rows": "variant"},
-        "paper": {"a": {k: 50.0 for k in domains}, "b": {k: 51.0 for k in domains}},
+        # the paper's number for each of the spec's own cells (a: 50, b: 51, others 52 + index)
+        "paper": {c: {k: {"a": 50.0, "b": 51.0}.get(c, 52.0 + i) for k in domains}
+                  for i, c in enumerate(cells)},
         "footnotes": ["a tiny table for tests"],
     }
     if baseline:
