@@ -18,13 +18,14 @@
 
 A new method is one file plus one line here.
 """
-from unisemi.methods import contrastive, finetune, supervised, universal
+from unisemi.methods import ass, contrastive, finetune, supervised, universal
 
 METHODS = {
     "supervised": supervised,
     "contrastive": contrastive,
     "universal": universal,
     "finetune": finetune,
+    "ass": ass,
 }
 
 

@@ -1,0 +1,245 @@
+"""Alleviating Semantic-level Shift (ASS; Wang et al., CVPR-W 2020): semi-supervised domain
+adaptation with a global adversarial module on the softmax outputs (GA, as AdaptSegNet, Tsai et
+al., CVPR 2018) and a class-level one (SA) in two variants, FCSA and CSA.
+
+Two update groups: `seg` (the segmentation network G with CH; SGD with Nesterov momentum) and
+`disc` (D_g and D_s; Adam). One step (`losses`): G sees the fully labelled source batch and the
+target's labelled and unlabelled batches; it returns Eq. 9's terms for `seg` (the adversarial ones
+computed through the discriminators, whose parameters the loop keeps out of `seg`'s backward) and
+Eq. 10's terms for `disc` (on detached G outputs, so they could not reach G even without the
+loop's restriction). `ass.source_domain: ""` is the paper's Oracle: L_seg on the labelled target
+only, nothing adversarial.
+
+Equation by equation, and the choices where the paper is silent: docs/ass.md.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from unisemi.losses import IGNORE_INDEX, cross_entropy
+from unisemi.optim import Group, default_groups
+
+NEEDS_UNLABELLED = True        # D_g learns source against the unlabelled target (Eq. 3)
+VARIANTS = ("none", "fcsa", "csa")
+
+
+@dataclass(frozen=True)
+class Config:
+    source_domain: str = "game"        # fully labelled source; "" = the Oracle (target labels only)
+    variant: str = "csa"               # SA module: none (GA only) | fcsa (Eq. 4-6) | csa (Eq. 7-8)
+    lambda_seg: float = 1.0            # Eq. 9; AdaptSegNet's weight of L_seg
+    lambda_gadv: float = 0.001         # Eq. 9; AdaptSegNet's single-level lambda_adv
+    lambda_sadv: float = 0.01          # Eq. 9; the CSA value whose Table 2 cell equals Table 1 (c500)
+    lambda_gd: float = 1.0             # Eq. 10; AdaptSegNet trains D on an unweighted BCE
+    lambda_sd: float = 1.0             # Eq. 10; as lambda_gd
+    d_lr: float = 1e-4                 # Adam rate of every discriminator (paper 4.2)
+    d_betas: tuple[float, ...] = (0.9, 0.99)
+    d_poly_power: float = 0.9          # "the same polynomial decay rule"
+    nesterov: bool = True              # G's SGD (paper 4.2); momentum, decay, lr from `optim:`
+    gd_width: int = 64                 # D_g's first conv width (AdaptSegNet ndf); x2 per layer
+    hidden: int = 1024                 # D_s's hidden width, FCSA and CSA (paper 4.1)
+    leaky_slope: float = 0.2           # LeakyReLU of every discriminator
+
+
+def validate(cfg, bad, active: bool) -> None:
+    """Checks of the `ass:` section; `bad(key, value, expected)` raises the config error."""
+    c = cfg.ass
+    if c.variant not in VARIANTS:
+        bad("ass.variant", c.variant, " | ".join(VARIANTS))
+    for key in ("lambda_seg", "lambda_gadv", "lambda_sadv", "lambda_gd", "lambda_sd"):
+        if getattr(c, key) < 0:
+            bad(f"ass.{key}", getattr(c, key), "a weight >= 0")
+    if c.d_lr <= 0:
+        bad("ass.d_lr", c.d_lr, "a learning rate > 0")
+    if len(c.d_betas) != 2 or not all(0.0 <= b < 1.0 for b in c.d_betas):
+        bad("ass.d_betas", c.d_betas, "two Adam betas in [0, 1)")
+    for key in ("gd_width", "hidden"):
+        if getattr(c, key) < 1:
+            bad(f"ass.{key}", getattr(c, key), "an integer >= 1")
+    if active:
+        _validate_domains(cfg, bad)
+
+
+def _validate_domains(cfg, bad) -> None:
+    from unisemi.data import known_domains, label_space
+    c = cfg.ass
+    if len(cfg.data.domains) != 1:
+        bad("data.domains", cfg.data.domains, "exactly one (target) domain for method ass")
+    if not c.source_domain:
+        return
+    if c.source_domain not in known_domains(cfg.data.source) or c.source_domain in cfg.data.domains:
+        bad("ass.source_domain", c.source_domain,
+            f"a domain other than the target, one of {', '.join(known_domains(cfg.data.source))}")
+    # The source is segmented by the target's head and D_s's 2c outputs pair class k of both
+    # domains: one label space. `sim` (SYNTHIA's 16 classes) needs the 13-class mapping first.
+    if label_space(cfg.data.source, c.source_domain) != label_space(cfg.data.source, cfg.data.domains[0]):
+        bad("ass.source_domain", c.source_domain, f"a domain with the label space of '{cfg.data.domains[0]}'")
+
+
+def extra_labelled(cfg) -> dict:
+    """The source domain, every train image labelled, sampled alongside the target's batches."""
+    src = cfg.ass.source_domain
+    return {src: dataclasses.replace(cfg.data, labelled_fraction=1.0)} if src else {}
+
+
+# ---------------------------------------------------------------------------------------------
+# the discriminators
+
+def global_discriminator(num_classes: int, width: int, slope: float) -> nn.Sequential:
+    """D_g (AdaptSegNet): four 4x4 stride-2 convs (width x1, x2, x4, x8), LeakyReLU between, and a
+    4x4 stride-2 classifier to one logit per cell: sigmoid = the probability of "target" (z = 1)."""
+    layers, cin = [], num_classes
+    for mult in (1, 2, 4, 8):
+        layers += [nn.Conv2d(cin, width * mult, 4, 2, 1), nn.LeakyReLU(slope)]
+        cin = width * mult
+    layers.append(nn.Conv2d(cin, 1, 4, 2, 1))
+    return nn.Sequential(*layers)
+
+
+def semantic_discriminator(variant: str, channels: int, num_classes: int, hidden: int,
+                           slope: float) -> nn.Sequential:
+    """D_s: two layers, `hidden` wide, LeakyReLU between, 2c logits: [0, c) class k of the source,
+    [c, 2c) class k of the target. FCSA: fully connected on (..., n) vectors V^k; CSA: the same
+    as 1x1 convs on the (B, n, h, w) feature map, i.e. FCSA applied at every pixel."""
+    if variant == "fcsa":
+        return nn.Sequential(nn.Linear(channels, hidden), nn.LeakyReLU(slope), nn.Linear(hidden, 2 * num_classes))
+    return nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.LeakyReLU(slope), nn.Conv2d(hidden, 2 * num_classes, 1))
+
+
+class State(nn.Module):
+    def __init__(self, cfg, model, num_classes: int):
+        super().__init__()
+        c = cfg.ass
+        self.settings, self.target, self.num_classes = c, cfg.data.domains[0], num_classes
+        self.d_global = global_discriminator(num_classes, c.gd_width, c.leaky_slope)
+        self.d_semantic = (semantic_discriminator(c.variant, model.feature_channels, num_classes, c.hidden,
+                                                  c.leaky_slope) if c.variant != "none" else None)
+
+
+def build(cfg, model, stages=None) -> nn.Module:
+    return State(cfg, model, model.head_outputs[cfg.data.domains[0]])
+
+
+def groups(cfg, model, state) -> list[Group]:
+    """G (the model: SGD, Nesterov, `optim:` rate, decay and poly) and the discriminators (Adam)."""
+    seg = default_groups(cfg, model, nn.Module())[0]        # the model only, not the state
+    seg.name, seg.nesterov = "seg", cfg.ass.nesterov
+    c = cfg.ass
+    disc = Group("disc", [{"params": list(state.parameters()), "lr_mult": 1.0}], "adam", c.d_lr,
+                 betas=tuple(c.d_betas), poly_power=c.d_poly_power)
+    return [seg, disc]
+
+
+# ---------------------------------------------------------------------------------------------
+# pieces of the step
+
+def down(labels: torch.Tensor, size) -> torch.Tensor:
+    """y of the paper: nearest downsampling of (B, H, W) labels to the feature map's (h, w)."""
+    return F.interpolate(labels[:, None].float(), size=tuple(size), mode="nearest")[:, 0].long()
+
+
+def class_means(features: torch.Tensor, labels: torch.Tensor, num_classes: int):
+    """Eq. 4 per image: V (B, c, n), V[b, k] = mean of F[b, :, h, w] over the pixels labelled k,
+    and present (B, c) bool. Void pixels count nowhere; an absent class's vector is 0 (and masked
+    out of every loss by `present`). One index_add over all pixels: no loop over classes."""
+    b, n = features.shape[:2]
+    y = labels.reshape(b, -1)
+    valid = y != IGNORE_INDEX
+    # slot b * c + k per valid pixel; void pixels go to a spare slot B * c, dropped
+    slot = torch.where(valid, y + num_classes * torch.arange(b, device=y.device)[:, None],
+                       torch.full_like(y, b * num_classes)).reshape(-1)
+    pix = features.permute(0, 2, 3, 1).reshape(-1, n)
+    sums = pix.new_zeros(b * num_classes + 1, n).index_add_(0, slot, pix)
+    counts = torch.bincount(slot, minlength=b * num_classes + 1).to(pix.dtype)
+    sums, counts = sums[:-1].view(b, num_classes, n), counts[:-1].view(b, num_classes)
+    return sums / counts.clamp_min(1)[..., None], counts > 0
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the masked entries; 0 (with a zero gradient everywhere) when none is, so that a
+    rank whose batch lacks every class still averages well-defined gradients."""
+    m = mask.to(values.dtype)
+    return (values * m).sum() / m.sum().clamp_min(1)
+
+
+def bce(logits: torch.Tensor, z: float) -> torch.Tensor:
+    """-mean[z log D + (1 - z) log(1 - D)] over the cells of D_g's map, D = sigmoid(logits)."""
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, z))
+
+
+def ga_generator(d_global, p_source) -> torch.Tensor:
+    """Eq. 2: G makes D_g call the source softmax maps "target"."""
+    return bce(d_global(p_source), 1.0)
+
+
+def ga_discriminator(d_global, p_source, p_target) -> torch.Tensor:
+    """Eq. 3 for z = 0 (source) plus z = 1 (unlabelled target), on detached maps: L_gd(F_s) +
+    L_gd(F_tu) of Eq. 10."""
+    return bce(d_global(p_source.detach()), 0.0) + bce(d_global(p_target.detach()), 1.0)
+
+
+def pick(logp: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """logp[..., index] along dim 1 (channels), index shaped like logp without dim 1."""
+    return logp.gather(1, index.unsqueeze(1)).squeeze(1)
+
+
+def fcsa_terms(d_semantic, v_source, present_s, v_target, present_t):
+    """Eq. 5 (G's) and Eq. 6 for source plus labelled target (D's), means over the classes present
+    in each image. Vectors (B, c, n) go through D_s as (B, c, 2c) log-softmax rows."""
+    c = v_source.shape[1]
+    k = torch.arange(c, device=v_source.device)
+
+    def logp(v):                                  # (B, c, 2c) -> channels in dim 1: (B, 2c, c)
+        return F.log_softmax(d_semantic(v), -1).transpose(1, 2)
+
+    kk = k.expand(v_source.shape[0], c)
+    g = masked_mean(-pick(logp(v_source), kk + c), present_s)
+    d = (masked_mean(-pick(logp(v_source.detach()), kk), present_s)
+         + masked_mean(-pick(logp(v_target.detach()), k.expand(v_target.shape[0], c) + c), present_t))
+    return g, d
+
+
+def csa_terms(d_semantic, f_source, y_source, f_target, y_target, c: int):
+    """Eq. 7 (G's) and Eq. 8 for source plus labelled target (D's), means over the non-void
+    pixels; y are the labels at the feature resolution."""
+    def nll(f, y, shift):
+        valid = y != IGNORE_INDEX
+        k = torch.where(valid, y, torch.zeros_like(y)) + shift
+        return masked_mean(-pick(F.log_softmax(d_semantic(f), 1), k), valid)
+
+    g = nll(f_source, y_source, c)
+    d = nll(f_source.detach(), y_source, 0) + nll(f_target.detach(), y_target, c)
+    return g, d
+
+
+def losses(model, state, batch: dict, step: int) -> dict:
+    c, t, n = state.settings, state.target, state.num_classes
+    x_tl, y_tl = batch["labelled"][t]
+    if not c.source_domain:                                      # the Oracle
+        return {"seg": {f"seg/{t}": c.lambda_seg * cross_entropy(model(x_tl, t)["logits"], y_tl)}}
+    x_s, y_s = batch["labelled"][c.source_domain]
+    x_tu = batch["unlabelled"][t]
+    # Source and target in separate passes, as AdaptSegNet: BN statistics of one domain each.
+    out_s = model(x_s, t)
+    out_t = model(torch.cat([x_tl, x_tu]), t)
+    b = x_tl.shape[0]
+    logits_tl, logits_tu = out_t["logits"][:b], out_t["logits"][b:]
+    seg = {f"seg/{c.source_domain}": c.lambda_seg * cross_entropy(out_s["logits"], y_s),
+           f"seg/{t}": c.lambda_seg * cross_entropy(logits_tl, y_tl)}
+    p_s, p_tu = out_s["logits"].softmax(1), logits_tu.softmax(1)
+    seg["gadv"] = c.lambda_gadv * ga_generator(state.d_global, p_s)
+    disc = {"gd": c.lambda_gd * ga_discriminator(state.d_global, p_s, p_tu)}
+    if state.d_semantic is not None:
+        f_s, f_tl = out_s["features"], out_t["features"][:b]
+        ys, yt = down(y_s, f_s.shape[-2:]), down(y_tl, f_tl.shape[-2:])
+        if c.variant == "fcsa":
+            g, d = fcsa_terms(state.d_semantic, *class_means(f_s, ys, n), *class_means(f_tl, yt, n))
+        else:
+            g, d = csa_terms(state.d_semantic, f_s, ys, f_tl, yt, n)
+        seg["sadv"], disc["sd"] = c.lambda_sadv * g, c.lambda_sd * d
+    return {"seg": seg, "disc": disc}
