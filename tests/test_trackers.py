@@ -119,3 +119,36 @@ def test_trackers_are_checked_once_each_in_order():
     with pytest.raises(TrackerError, match="unknown tracker"):
         check_trackers(["comet"])
     assert set(trackers.TRACKERS) == {"tensorboard", "mlflow", "wandb"}
+
+
+def test_a_search_through_the_tune_command_logs_each_sampled_trial(tmp_path):
+    """The search names its trials by the sampled values (its cell), from the same payload as its rows."""
+    pytest.importorskip("mlflow")
+    import mlflow
+
+    from test_search import write_space
+    from unisemi import cli as unisemi_cli
+
+    path = write_space(tmp_path / "tiny_sup.yaml", samples=2)
+    results = tmp_path / "results"
+    assert unisemi_cli.main(["tune", str(path), "--results", str(results), "--tracker", "mlflow"]) == 0
+    mlflow.set_tracking_uri(trackers.mlflow_uri(results))
+    runs = mlflow.search_runs(experiment_names=["search/tiny_sup"], output_format="list")
+    stored = {r.trial: r for r in __import__("pandas").read_parquet(results / "rows").itertuples()}
+    assert len(runs) == 2
+    for run in runs:
+        params = run.data.params
+        row = stored[params["trial"]]
+        assert params["cell"] == row.cell and params["seed"] == str(row.seed)
+        assert float(params["config.optim.lr"]) == pytest.approx(float(params["level.optim.lr"]))
+        assert run.data.metrics["miou_mean"] >= 0.0
+
+
+def test_wandb_is_offline_unless_the_user_chose(monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    assert trackers.wandb_mode() == "offline"
+    monkeypatch.setenv("WANDB_API_KEY", "set-by-the-user")
+    assert trackers.wandb_mode() == "online"
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert trackers.wandb_mode() == "disabled"

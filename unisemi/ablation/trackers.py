@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import math
 import os
 import re
 from contextlib import contextmanager
@@ -251,10 +250,9 @@ def mlflow_uri(results_dir) -> str:
 
 
 @contextmanager
-def _env(name: str, value: str | None):
+def _env(name: str, value: str):
     saved = os.environ.get(name)
-    if value is not None:
-        os.environ[name] = value
+    os.environ[name] = value
     try:
         yield
     finally:
@@ -282,6 +280,10 @@ def _wandb(root: Path, project: str, group: str, tags: dict):
             # mode as a wandb.init argument instead, since they do not inherit this environment.
             with _env("WANDB_MODE", mode):
                 super().setup(*args, **kwargs)
+
+        def log_trial_start(self, trial):
+            self._view(trial).init_local_path()     # Ray's logging actor changes into it
+            super().log_trial_start(trial)
 
     root.mkdir(parents=True, exist_ok=True)
     return WandbTracker(project=project, group=group, mode=mode, dir=str(root.resolve()),
