@@ -128,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="GPUs per trial (or per worker); fractions share a GPU")
     tune.add_argument("--address", default=None, help="join a running Ray cluster ('auto')")
     tune.add_argument("--dry-run", action="store_true", help="print the first sampled configurations and exit")
+    from unisemi.ablation.trackers import add_tracker_option
+    add_tracker_option(tune)
     tune.set_defaults(func=cmd_tune)
     pre = sub.add_parser("pretrain", help="pretrain an encoder on the synthetic shapes task "
                          "(model.pretrained=synthetic); cached under $UNISEMI_CACHE/pretrained")

@@ -10,6 +10,7 @@ from unisemi.ablation.lock import LockHeld
 from unisemi.ablation.runner import RunnerError
 from unisemi.ablation.spec import SpecError, all_specs, expand, load_spec, parse_only
 from unisemi.ablation.store import StoreError
+from unisemi.ablation.trackers import TrackerError, add_tracker_option
 from unisemi.config import ConfigError, parse_override, _merge
 
 
@@ -40,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config key in every trial, e.g. train.iterations=50")
     p.add_argument("--only", action="append", default=[], metavar="AXIS=LEVEL",
                    help="run only the cells with these levels (repeatable), e.g. N=N100")
+    add_tracker_option(p)
     return p
+
 
 
 def list_tables(out=print) -> None:
@@ -72,7 +75,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _main(args)
-    except (SpecError, ConfigError, RunnerError, StoreError, LockHeld, ConfigChanged) as exc:
+    except (SpecError, ConfigError, RunnerError, StoreError, LockHeld, ConfigChanged, TrackerError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
@@ -119,7 +122,7 @@ def _main(args) -> int:
                         resume=args.resume, address=args.address, workers_per_trial=args.workers_per_trial,
                         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                         max_concurrent=args.max_concurrent, max_failures=args.max_failures,
-                        overrides=overrides, only=only)
+                        overrides=overrides, only=only, trackers=args.tracker)
         if res["missing"]:
             print(f"warning: {len(res['missing'])} trial(s) have no final row; rerun with --resume",
                   file=sys.stderr)

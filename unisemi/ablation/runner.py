@@ -23,6 +23,7 @@ from unisemi.ablation.lock import TableLock
 from unisemi.ablation.rows import describe_set_aside, in_expansion, set_aside
 from unisemi.ablation.spec import Spec, config_identity, expand
 from unisemi.ablation.store import TableStore, check_results_dir, ray_storage
+from unisemi.ablation.trackers import build_trackers, check_trackers, tracker_tags
 from unisemi.ablation.trial import failure_row, git_revision, rows_for, run_trial
 
 
@@ -104,16 +105,20 @@ def run_table(spec: Spec, *, profile: str = "laptop", seeds: int | None = None,
               workers_per_trial: int = 0, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
               max_concurrent: int | None = None, max_failures: int = 2, overrides: dict | None = None,
               num_cpus: int | None = None, inject_fault: dict | None = None, only: dict | None = None,
-              log=print) -> dict:
+              trackers=(), log=print) -> dict:
     """Run the missing trials of `spec`; returns {'ran', 'skipped', 'pending', 'failed', 'store'}.
 
+    `trackers`: names from trackers.TRACKERS; each trial is also logged there.
+
     Everything that can refuse the run (a results path that is a file or read-only, another live
-    runner on the table, stored trials of another config) does so before Ray starts. Raises
-    RunnerError, StoreError, lock.LockHeld or ledger.ConfigChanged, each with a one-line message."""
+    runner on the table, stored trials of another config, a tracker that is not installed) does so
+    before Ray starts. Raises RunnerError, StoreError, lock.LockHeld, ledger.ConfigChanged or
+    trackers.TrackerError, each with a one-line message."""
     import ray
     from ray import tune
 
     trials, pending = expand(spec, profile, seeds, overrides, only)
+    trackers = check_trackers(trackers)
     check_results_dir(results_dir)
     store = TableStore(results_dir, spec.suite, spec.name, log=log)
     if resume and not store.exists():
@@ -123,7 +128,8 @@ def run_table(spec: Spec, *, profile: str = "laptop", seeds: int | None = None,
         if todo:
             prepare_pretrained(todo, log)
             _launch(spec, todo, store, profile, results_dir, address, workers_per_trial, cpus_per_trial,
-                    gpus_per_trial, max_concurrent, max_failures, num_cpus, inject_fault, log, ray, tune)
+                    gpus_per_trial, max_concurrent, max_failures, num_cpus, inject_fault, log, ray, tune,
+                    trackers)
         missing = check_complete(store, trials)
         failed = in_expansion(store.final_rows(), trials)
     failed = failed[failed["status"] != "ok"] if len(failed) else failed
@@ -179,7 +185,8 @@ def prepare_pretrained(trials, log=print) -> list:
 
 
 def _launch(spec, todo, store, profile, results_dir, address, workers_per_trial, cpus_per_trial,
-            gpus_per_trial, max_concurrent, max_failures, num_cpus, inject_fault, log, ray, tune):
+            gpus_per_trial, max_concurrent, max_failures, num_cpus, inject_fault, log, ray, tune,
+            trackers=()):
     try:
         request = ray_session.trial_resources(workers_per_trial, cpus_per_trial, gpus_per_trial)
     except ValueError as exc:
@@ -196,15 +203,20 @@ def _launch(spec, todo, store, profile, results_dir, address, workers_per_trial,
         for p in payload.values():
             ray_session.for_resources(p["config"], request)
         concurrency = max_concurrent or ray_session.default_concurrency(request, len(todo), growth)
-        callbacks = [store_callback(store, meta, lambda trial: payload[trial.config["trial"]], len(payload), log)]
+        def payload_of(trial):
+            return payload[trial.config["trial"]]
+
+        name = f"{spec.suite}-{spec.name}-{meta['run_id']}"
+        callbacks = [store_callback(store, meta, payload_of, len(payload), log)]
         if growth is not None:
             callbacks.append(ray_session.pending_reporter(request, growth, log))
+        callbacks += build_trackers(trackers, results_dir, experiment=name, suite=spec.suite, table=spec.name,
+                                    payload_of=payload_of, tags=tracker_tags(meta))
         tuner = tune.Tuner(
             ray_session.trainable(run_trial, request, trials=payload, meta=meta),
             param_space={"trial": tune.grid_search([t.key for t in todo])},
             tune_config=ray_session.tune_config(concurrency, request),
-            run_config=ray_session.run_config(f"{spec.suite}-{spec.name}-{meta['run_id']}", storage,
-                                              max_failures, callbacks))
+            run_config=ray_session.run_config(name, storage, max_failures, callbacks))
         log(f"running {len(todo)} trials, {concurrency} at a time "
             f"({'in-process fit' if workers_per_trial == 0 else f'TorchTrainer x{workers_per_trial}'})")
         tuner.fit()

@@ -38,6 +38,7 @@ import yaml
 from unisemi.ablation import ray_session
 from unisemi.ablation.spec import check_keys, dotted_to_nested, key_error
 from unisemi.ablation.store import StoreError, TableStore, check_results_dir, ray_storage
+from unisemi.ablation.trackers import build_trackers, check_trackers, tracker_tags
 from unisemi.ablation.trial import git_revision, run_trial
 from unisemi.config import (ConfigError, _merge, all_keys, build_config, config_hash, load_values, to_dict,
                             yaml_error_text)
@@ -333,7 +334,9 @@ def _search_callback(store: TableStore, base: dict, keys: list, meta: dict, thre
                 base, {k: trial.config[k] for k in keys}, trial.trial_id, meta, threads)
         return payloads[trial.trial_id]
 
-    return store_callback(store, meta, payload_of, total, log)
+    callback = store_callback(store, meta, payload_of, total, log)
+    callback.payload_of = payload_of          # the trackers name each trial by the same payload
+    return callback
 
 
 # ----------------------------------------------------------------------------------------------
@@ -342,10 +345,10 @@ def _search_callback(store: TableStore, base: dict, keys: list, meta: dict, thre
 def run_search(space: SearchSpace, *, samples: int | None = None, results_dir: str | Path = "results",
                max_concurrent: int | None = None, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
                workers_per_trial: int = 0, address: str | None = None, max_failures: int = 2,
-               num_cpus: int | None = None, reuse_actors: bool = True, log=print) -> dict:
+               num_cpus: int | None = None, reuse_actors: bool = True, trackers=(), log=print) -> dict:
     """Run a search; returns {'store', 'leaderboard', 'best', 'run_id'}. Resources per trial as in
     the table runner: in-process on `cpus_per_trial` / `gpus_per_trial`, or a TorchTrainer of
-    `workers_per_trial` workers of that much each."""
+    `workers_per_trial` workers of that much each. `trackers`: as in run_table."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
@@ -356,6 +359,7 @@ def run_search(space: SearchSpace, *, samples: int | None = None, results_dir: s
         request = ray_session.trial_resources(workers_per_trial, cpus_per_trial, gpus_per_trial)
     except ValueError as exc:
         raise SearchError(str(exc)) from None
+    trackers = check_trackers(trackers)
     try:
         check_results_dir(results_dir)
     except StoreError as exc:          # the `tune` command reports SearchError in one line
@@ -379,17 +383,20 @@ def run_search(space: SearchSpace, *, samples: int | None = None, results_dir: s
         growth = ray_session.detect_growth()
         ray_session.check_placement(request, growth, SearchError, log)
         concurrency = max_concurrent or ray_session.default_concurrency(request, samples, growth)
-        callbacks = [_search_callback(store, base, keys, meta, threads, samples, log)]
+        name = f"{SUITE}-{space.name}-{meta['run_id']}"
+        store_cb = _search_callback(store, base, keys, meta, threads, samples, log)
+        callbacks = [store_cb]
         if growth is not None:
             callbacks.append(ray_session.pending_reporter(request, growth, log))
+        callbacks += build_trackers(trackers, results_dir, experiment=name, suite=SUITE, table=space.name,
+                                    payload_of=store_cb.payload_of, tags=tracker_tags(meta))
         asha = ASHAScheduler(time_attr="training_iteration", max_t=max_t, **space.asha)
         tuner = tune.Tuner(
             ray_session.trainable(search_trial, request, base=base, keys=keys, meta=meta, threads=threads),
             tune_config=ray_session.tune_config(concurrency, request, reuse_actors, metric=space.metric,
                                                 mode="max", search_alg=make_searcher(space), scheduler=asha,
                                                 num_samples=samples),
-            run_config=ray_session.run_config(f"{SUITE}-{space.name}-{meta['run_id']}", storage,
-                                              max_failures, callbacks))
+            run_config=ray_session.run_config(name, storage, max_failures, callbacks))
         log(f"searching {', '.join(keys)}: {samples} trials, {concurrency} at a time "
             f"({request.describe()}), TPE seed {space.seed}, ASHA over {max_t} evaluations (grace "
             f"{space.asha['grace_period']}, reduction {space.asha['reduction_factor']:g}), metric "
@@ -498,7 +505,7 @@ def main(args) -> int:
     res = run_search(space, samples=args.samples, results_dir=args.results,
                      max_concurrent=args.max_concurrent, address=args.address,
                      workers_per_trial=args.workers_per_trial, cpus_per_trial=args.cpus_per_trial,
-                     gpus_per_trial=args.gpus_per_trial)
+                     gpus_per_trial=args.gpus_per_trial, trackers=args.tracker)
     board = res["leaderboard"]
     paths = write_leaderboard(space, board, Path(args.results) / "tables" / SUITE / space.name)
     print(leaderboard_markdown(space, board, top=10))
