@@ -72,7 +72,6 @@ def test_trial_key_holds_profile_and_config_with_seeds_aside(spec):
     assert [t.config for t in base] == [t.config for t in paper]
     a0, a1 = [t for t in base if t.cell_id == "variant=a"]
     assert a0.key != a1.key and config_identity(a0.config) == config_identity(a1.config)
-    assert runner.cost_key is config_identity                           # one function for both
 
 
 def test_config_diff_names_dotted_keys_and_skips_seeds_and_the_launchers_thread_choice():

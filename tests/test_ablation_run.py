@@ -153,7 +153,8 @@ def test_cli_report_only_and_dry_run(finished, capsys):
 def test_estimate_probes_once_per_config_and_packs_longest_first():
     from types import SimpleNamespace
 
-    from unisemi.ablation.runner import cost_key, estimate, makespan
+    from unisemi.ablation.runner import estimate, makespan
+    from unisemi.ablation.spec import config_identity as cost_key
     cfg = lambda lr, seed: {"train": {"seed": seed, "iterations": 9}, "data": {"split_seed": seed}, "optim": {"lr": lr}}
     trials = [SimpleNamespace(config=cfg(lr, seed)) for lr in (0.1, 0.2, 0.3) for seed in (0, 1)]
     assert cost_key(cfg(0.1, 0)) == cost_key(cfg(0.1, 5)) != cost_key(cfg(0.2, 0))

@@ -233,23 +233,20 @@ def check_complete(store: TableStore, trials) -> list[str]:
     return [t.key for t in trials if t.key not in have]
 
 
-# A trial's config without its seeds: trials that share it cost the same to run. The same hash is
-# the config part of every trial key (spec.trial_key), so "same config" means one thing everywhere.
-cost_key = config_identity
-
-
+# Trials whose configs agree but for their seeds cost the same to run: `config_identity`, the
+# same hash that is the config part of every trial key, so "same config" means one thing everywhere.
 TIME_PARTS = ("launch_s", "setup_s", "data_s", "train_s", "eval_s")
 
 
 def stored_costs(store: TableStore) -> dict:
-    """{cost_key: mean seconds of each time part} over the stored finished trials (final rows)."""
+    """{config_identity: mean seconds of each time part} over the stored finished trials (final rows)."""
     import json
     fin = store.final_rows()
     if not len(fin):
         return {}
     fin = fin[fin["status"] == "ok"].drop_duplicates("trial")
     out = {}
-    for key, group in fin.groupby(fin["config_json"].map(lambda j: cost_key(json.loads(j)))):
+    for key, group in fin.groupby(fin["config_json"].map(lambda j: config_identity(json.loads(j)))):
         out[key] = {p: float(group[p].fillna(0.0).mean()) for p in TIME_PARTS}
     return out
 
@@ -260,7 +257,7 @@ def estimate(trials, stored: dict, probe) -> tuple[list[float], dict, dict | Non
     Also returns how many trials each source priced, and the mean stored split over the configs used."""
     probed, seconds, sources, used = {}, [], {"stored": 0, "probe": 0}, {}
     for t in trials:
-        key = cost_key(t.config)
+        key = config_identity(t.config)
         if key in stored:
             used[key] = stored[key]
             seconds.append(sum(stored[key].values()))

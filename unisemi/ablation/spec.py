@@ -349,7 +349,7 @@ def seeds_aside(config: dict) -> dict:
 
 def config_identity(config: dict) -> str:
     """Hash of a resolved config with the seeds aside: trials that share it ran the same settings
-    (and cost the same to run). Part of every trial key; `runner.cost_key` is this function."""
+    (and cost the same to run). Part of every trial key, and the key under which `--dry-run` prices stored trials."""
     return hashlib.sha1(json.dumps(seeds_aside(config), sort_keys=True).encode()).hexdigest()[:16]
 
 
