@@ -1,6 +1,7 @@
 """What every source shares: checked folders, sorted file listings, pairing, decoding, label tables."""
 from __future__ import annotations
 
+import errno
 import os
 import re
 from dataclasses import dataclass
@@ -11,7 +12,9 @@ import numpy as np
 from PIL import Image
 
 from unisemi.data.labels import IGNORE_INDEX
-from unisemi.data.sources.errors import SourceError
+from unisemi.data.sources.errors import (
+    LabelFormatError, LabelValueError, SizeMismatchError, SourceError, UnpairedError, UnreadableError,
+)
 
 # What PIL raises for a file that is not an image, is cut short or has a broken stream; all of them
 # become one SourceError line naming the file.
@@ -21,9 +24,15 @@ _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.Decompressio
 # ----------------------------------------------------------------------------------------------
 # folders and listings
 
+# What a path that is a link but does not exist is: exists() is False for both a dangling link and
+# a loop (ELOOP), and calling either "missing" would send the user looking for a file that is there.
+BAD_LINK = "a symlink loop or a broken symlink"
+
 def check_root(dataset: str, root, expect: str) -> Path:
     """The dataset root as a Path, or an error if it is missing or is a file."""
     root = Path(root)
+    if not root.exists() and root.is_symlink():
+        raise SourceError(f"{dataset}: root {root} is {BAD_LINK} (expected a folder holding {expect})")
     if not root.exists():
         raise SourceError(f"{dataset}: root {root} does not exist (expected a folder holding {expect})")
     if not root.is_dir():
@@ -40,7 +49,7 @@ def check_split(dataset: str, split: str, splits: Iterable[str]) -> None:
 def require_dir(dataset: str, folder: Path, expect: str) -> Path:
     """A folder the layout needs (typically one split); missing means a partial download."""
     if not folder.is_dir():
-        what = "is a file" if folder.exists() else "is missing"
+        what = "is a file" if folder.exists() else f"is {BAD_LINK}" if folder.is_symlink() else "is missing"
         raise SourceError(f"{dataset}: folder {folder} {what} (expected {expect})")
     return folder
 
@@ -89,20 +98,25 @@ def pair_up(dataset: str, images: Mapping[str, Path], labels: Mapping[str, Path]
             image_for: Callable[[str], Path], label_for: Callable[[str], Path],
             where: Path) -> list[tuple[Path, Path]]:
     """Pairs sorted by key. An image without a label, or a label without an image, is an error:
-    training on whatever happens to pair would silently drop part of the dataset."""
+    training on whatever happens to pair would silently drop part of the dataset. The error
+    (UnpairedError) still carries the pairs that matched and every unpaired file, for `data check`."""
     if not images:
         raise SourceError(f"{dataset}: no images under {where} (expected e.g. {image_for('<name>')})")
-    _no_partner(dataset, "image", images, labels, "label", label_for)
-    _no_partner(dataset, "label", labels, images, "image", image_for)
-    return [(images[k], labels[k]) for k in sorted(images)]
+    pairs = [(images[k], labels[k]) for k in sorted(images) if k in labels]
+    lacking = [_no_partner(dataset, "image", images, labels, "label", label_for),
+               _no_partner(dataset, "label", labels, images, "image", image_for)]
+    unpaired = [line for lines in lacking for line in lines]
+    for lines, kind in zip(lacking, ("image", "label")):
+        if lines:
+            more = f"; {len(lines) - 1} more {kind}s lack one" if len(lines) > 1 else ""
+            raise UnpairedError(lines[0] + more, pairs, unpaired)
+    return pairs
 
 
-def _no_partner(dataset, kind, have, other, other_kind, expected_for):
-    missing = sorted(set(have) - set(other))
-    if missing:
-        more = f"; {len(missing) - 1} more {kind}s lack one" if len(missing) > 1 else ""
-        raise SourceError(f"{dataset}: {kind} {have[missing[0]]} has no {other_kind} "
-                          f"(expected {expected_for(missing[0])}){more}")
+def _no_partner(dataset, kind, have, other, other_kind, expected_for) -> list[str]:
+    """One line per file of `have` whose key is not in `other`."""
+    return [f"{dataset}: {kind} {have[k]} has no {other_kind} (expected {expected_for(k)})"
+            for k in sorted(set(have) - set(other))]
 
 
 def read_list(dataset: str, path: Path, expect: str) -> list[list[str]]:
@@ -120,10 +134,14 @@ def load_image(path) -> Image.Image:
         with Image.open(path) as im:
             im.load()
             return im
-    except FileNotFoundError:
-        raise SourceError(f"{path}: file is missing") from None
+    except OSError as exc:
+        if os.path.islink(path) and (exc.errno == errno.ELOOP or not os.path.exists(path)):
+            raise UnreadableError(f"{path}: file is {BAD_LINK} (expected an image file)") from None
+        if isinstance(exc, FileNotFoundError):
+            raise UnreadableError(f"{path}: file is missing") from None
+        raise UnreadableError(f"{path}: unreadable or truncated image ({exc})") from None
     except _DECODE_ERRORS as exc:
-        raise SourceError(f"{path}: unreadable or truncated image ({exc})") from None
+        raise UnreadableError(f"{path}: unreadable or truncated image ({exc})") from None
 
 
 def read_rgb(path) -> np.ndarray:
@@ -142,7 +160,7 @@ _INDEX_MODES = ("L", "P", "I", "I;16", "I;16B", "I;16L")
 def index_array(im: Image.Image, path) -> np.ndarray:
     """The stored values of a single-channel label image, as they are (no palette lookup)."""
     if im.mode not in _INDEX_MODES:
-        raise SourceError(f"{path}: label image has mode {im.mode} (expected a single-channel "
+        raise LabelFormatError(f"{path}: label image has mode {im.mode} (expected a single-channel "
                           "grey or palette PNG of class ids)")
     return np.asarray(im)
 
@@ -155,7 +173,7 @@ def check_same_size(image: np.ndarray, label: np.ndarray, image_path, label_path
     if image.shape[:2] != label.shape[:2]:
         h, w = image.shape[:2]
         lh, lw = label.shape[:2]
-        raise SourceError(f"{label_path}: label is {lw}x{lh} but image {image_path} is {w}x{h} "
+        raise SizeMismatchError(f"{label_path}: label is {lw}x{lh} but image {image_path} is {w}x{h} "
                           "(expected the same size, W x H)")
 
 
@@ -177,7 +195,7 @@ class LabelTable:
     def apply(self, raw: np.ndarray, path) -> np.ndarray:
         raw = np.asarray(raw)
         if raw.dtype.kind not in "ui":
-            raise SourceError(f"{path}: label values are {raw.dtype} (expected integer class ids)")
+            raise LabelFormatError(f"{path}: label values are {raw.dtype} (expected integer class ids)")
         if raw.size and (int(raw.min()) < 0 or int(raw.max()) >= len(self.lut)):
             bad = np.unique(raw[(raw < 0) | (raw >= len(self.lut))])
             self._fail(bad, path)
@@ -189,8 +207,8 @@ class LabelTable:
     def _fail(self, values: np.ndarray, path) -> None:
         shown = ", ".join(str(int(v)) for v in values[:10])
         more = f" and {len(values) - 10} more" if len(values) > 10 else ""
-        raise SourceError(f"{path}: label values {shown}{more} are not in the {self.dataset} table "
-                          f"(expected {self.expected})")
+        raise LabelValueError(f"{path}: label values {shown}{more} are not in the {self.dataset} table "
+                              f"(expected {self.expected})", [int(v) for v in values])
 
 
 def make_table(dataset: str, mapping: Mapping[int, int], known: Iterable[int], expected: str,

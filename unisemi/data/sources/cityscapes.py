@@ -18,7 +18,7 @@ import numpy as np
 
 from unisemi.data.sources.errors import SourceError
 from unisemi.data.sources._common import (
-    LabelTable, check_root, check_split, make_table, pair_by_key, read_mapped_pair, require_dir,
+    BAD_LINK, LabelTable, check_root, check_split, make_table, pair_by_key, read_mapped_pair, require_dir,
 )
 
 NAME = "cityscapes"
@@ -53,6 +53,8 @@ def _folder(root: Path, name: str) -> Path:
     for candidate in (root / name, root / f"{name}_trainvaltest" / name):
         if candidate.is_dir():
             return candidate
+        if candidate.is_symlink():
+            raise SourceError(f"{NAME}: folder {candidate} is {BAD_LINK} (expected a folder)")
     raise SourceError(f"{NAME}: no {name}/ folder under {root} (expected {root / name} "
                       f"or {root / (name + '_trainvaltest') / name})")
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from unisemi.data.labels import IGNORE_INDEX
-from unisemi.data.sources.errors import SourceError
+from unisemi.data.sources.errors import LabelValueError, SourceError, UnpairedError
 from unisemi.data.sources._common import (
     check_root, check_same_size, check_split, list_files, load_image, index_array, make_table,
     pair_up, read_list, read_rgb, require_dir,
@@ -92,14 +92,23 @@ def list_pairs(root, split: str) -> list[tuple[Path, Path]]:
     require_dir(NAME, mask_dir, "<id>.png masks")
     image_dir = voc / "JPEGImages"
     # Only the listed ids count: JPEGImages/ also holds the detection-only images.
-    images = {k: image_dir / f"{k}.jpg" for k in ids}
-    missing = [k for k in ids if not images[k].is_file()]
-    if missing:
-        more = f"; {len(missing) - 1} more listed images are missing" if len(missing) > 1 else ""
-        raise SourceError(f"{NAME}: listed image {images[missing[0]]} is missing{more}")
-    labels = {k: mask_dir / f"{k}.png" for k in ids if (mask_dir / f"{k}.png").is_file()}
-    return pair_up(NAME, images, labels, image_for=lambda k: image_dir / f"{k}.jpg",
-                   label_for=lambda k: mask_dir / f"{k}.png", where=image_dir)
+    images = {k: image_dir / f"{k}.jpg" for k in ids if (image_dir / f"{k}.jpg").is_file()}
+    missing = [f"{NAME}: listed image {image_dir / f'{k}.jpg'} is missing (expected the image of "
+               f"id {k} in the {split} list)" for k in ids if k not in images]
+    labels = {k: mask_dir / f"{k}.png" for k in images if (mask_dir / f"{k}.png").is_file()}
+    if not missing:
+        return pair_up(NAME, images, labels, image_for=lambda k: image_dir / f"{k}.jpg",
+                       label_for=lambda k: mask_dir / f"{k}.png", where=image_dir)
+    # Report the missing images first, but keep what pairs (and what else is unpaired) for data check.
+    pairs, unpaired = [], []
+    if images:
+        try:
+            pairs = pair_up(NAME, images, labels, lambda k: image_dir / f"{k}.jpg",
+                            lambda k: mask_dir / f"{k}.png", image_dir)
+        except UnpairedError as exc:
+            pairs, unpaired = exc.pairs, exc.unpaired
+    more = f"; {len(missing) - 1} more listed images are missing" if len(missing) > 1 else ""
+    raise UnpairedError(missing[0] + more, pairs, missing + unpaired)
 
 
 def read_label(path) -> np.ndarray:
@@ -125,8 +134,9 @@ def _from_colours(rgb: np.ndarray, path) -> np.ndarray:
     if bad.any():
         colours = np.unique(rgb[bad].reshape(-1, 3), axis=0)[:5]
         shown = ", ".join(str(tuple(int(v) for v in c)) for c in colours)
-        raise SourceError(f"{path}: RGB label colours {shown} are not VOC palette colours "
-                          "(expected the palette of classes 0..20 and the border colour)")
+        raise LabelValueError(f"{path}: RGB label colours {shown} are not VOC palette colours "
+                              "(expected the palette of classes 0..20 and the border colour)",
+                              [tuple(int(v) for v in c) for c in colours])
     return indices[pos].astype(np.uint8)
 
 

@@ -16,6 +16,7 @@ for putting the Cityscapes side of an adaptation run into the same space.
 """
 from __future__ import annotations
 
+import os
 import zlib
 from functools import lru_cache
 from pathlib import Path
@@ -23,10 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from unisemi.data.sources import cityscapes
-from unisemi.data.sources.errors import SourceError
+from unisemi.data.sources.errors import SourceError, UnreadableError
 from unisemi.data.sources._common import (
-    LabelTable, check_root, check_same_size, check_split, list_files, make_table, pair_up, read_rgb,
-    require_dir,
+    BAD_LINK, LabelTable, check_root, check_same_size, check_split, list_files, make_table, pair_up,
+    read_rgb, require_dir,
 )
 
 NAME = "synthia"
@@ -76,16 +77,18 @@ def read_class_ids(path) -> np.ndarray:
         import png
     except ImportError:
         raise SourceError(f"{NAME}: 16-bit labels need pypng (pip install 'unisemi[data]')") from None
+    if os.path.islink(path) and not os.path.exists(path):
+        raise UnreadableError(f"{path}: file is {BAD_LINK} (expected a 16-bit label PNG)")
     try:
         width, height, rows, info = png.Reader(filename=str(path)).asDirect()
         planes = info["planes"]
         pixels = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows])
     except FileNotFoundError:
-        raise SourceError(f"{path}: file is missing") from None
+        raise UnreadableError(f"{path}: file is missing") from None
     except (png.Error, zlib.error, OSError, ValueError, EOFError) as exc:
-        raise SourceError(f"{path}: unreadable or truncated PNG ({exc})") from None
+        raise UnreadableError(f"{path}: unreadable or truncated PNG ({exc})") from None
     if pixels.shape != (height, width * planes):
-        raise SourceError(f"{path}: decoded {pixels.shape} values (expected {height} rows of "
+        raise UnreadableError(f"{path}: decoded {pixels.shape} values (expected {height} rows of "
                           f"{width}x{planes}); the file is truncated")
     return pixels.reshape(height, width, planes)[..., 0]
 
