@@ -149,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.set_defaults(func=cmd_stages)
     from unisemi.viz import add_parser as add_viz
     add_viz(sub)
+    from unisemi.data.check import add_parser as add_data
+    add_data(sub)
     return parser
 
 

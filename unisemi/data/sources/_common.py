@@ -56,7 +56,8 @@ def require_dir(dataset: str, folder: Path, expect: str) -> Path:
 
 def require_file(dataset: str, path: Path, expect: str) -> Path:
     if not path.is_file():
-        raise SourceError(f"{dataset}: file {path} is missing (expected {expect})")
+        what = f"is {BAD_LINK}" if path.is_symlink() and not path.exists() else "is missing"
+        raise SourceError(f"{dataset}: file {path} {what} (expected {expect})")
     return path
 
 

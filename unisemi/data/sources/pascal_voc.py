@@ -18,6 +18,7 @@ its aug masks under SegmentationClass/, which is used when SegmentationClassAug/
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -91,11 +92,12 @@ def list_pairs(root, split: str) -> list[tuple[Path, Path]]:
     ids, mask_dir = _split_ids(voc, split)
     require_dir(NAME, mask_dir, "<id>.png masks")
     image_dir = voc / "JPEGImages"
-    # Only the listed ids count: JPEGImages/ also holds the detection-only images.
-    images = {k: image_dir / f"{k}.jpg" for k in ids if (image_dir / f"{k}.jpg").is_file()}
+    # Only the listed ids count: JPEGImages/ also holds the detection-only images. lexists, not
+    # is_file: a looping or dangling link is then reported as such when the pair is read.
+    images = {k: image_dir / f"{k}.jpg" for k in ids if os.path.lexists(image_dir / f"{k}.jpg")}
     missing = [f"{NAME}: listed image {image_dir / f'{k}.jpg'} is missing (expected the image of "
                f"id {k} in the {split} list)" for k in ids if k not in images]
-    labels = {k: mask_dir / f"{k}.png" for k in images if (mask_dir / f"{k}.png").is_file()}
+    labels = {k: mask_dir / f"{k}.png" for k in images if os.path.lexists(mask_dir / f"{k}.png")}
     if not missing:
         return pair_up(NAME, images, labels, image_for=lambda k: image_dir / f"{k}.jpg",
                        label_for=lambda k: mask_dir / f"{k}.png", where=image_dir)
