@@ -16,6 +16,7 @@ import types
 from contextlib import contextmanager
 from pathlib import Path
 
+import fixtures_real as fx  # tests/ is on sys.path, as for conftest
 import numpy as np
 import pytest
 
@@ -23,7 +24,6 @@ from unisemi.cli import main
 from unisemi.data.check import check_dataset, check_pair, report_dict, sample
 from unisemi.data.sources import SOURCES, SourceError
 from unisemi.data.sources.errors import LabelValueError, UnpairedError
-import fixtures_real as fx  # noqa: E402  (tests/ is on sys.path, as for conftest)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -302,7 +302,7 @@ def test_module_entry_point(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     ok = subprocess.run([sys.executable, "-m", "unisemi", "data", "check", "camvid", str(root),
                          "--expect", "train=3", "--expect", "val=1", "--expect", "test=1", "--workers", "2"],
-                        capture_output=True, text=True, env=env, timeout=120)
+                        capture_output=True, text=True, env=env, timeout=120, check=False)
     assert ok.returncode == 0, ok.stderr
     assert "no problems" in ok.stdout and "void (255)" in ok.stdout
 
@@ -332,3 +332,19 @@ def test_check_pair_enforces_the_output_contract():
         check_pair(fake(rgb.astype(np.float32), np.zeros((2, 3), np.uint8)), "img.png", "lbl.png")
     with one_line_error(r"lbl\.png: label decoded to uint8 \(3, 2\) \(expected uint8 \(2, 3\)"):
         check_pair(fake(rgb, np.zeros((3, 2), np.uint8)), "img.png", "lbl.png")
+
+
+def test_published_list_checked_against_the_tree(tmp_path, capsys):
+    root = tree(tmp_path, "camvid")
+    lst = tmp_path / "labeled.txt"
+    # UniMatch-style: the label column names a preprocessed file the source does not read.
+    lst.write_text("train/Seq05VD_f00000.png trainannot_ids/Seq05VD_f00000.png\n"
+                   "train/0001TP_006690.png trainannot_ids/0001TP_006690.png")
+    rc, out = run_check(capsys, "camvid", root, "--list", str(lst), "--expect", "train=2")
+    assert rc == 0 and f"split train listed in {lst}: 2 pairs (expected 2), 2 decoded" in out
+    lst.write_text("train/0001TP_006690.png x\ntrain/nope.png x\n")
+    rc, out = run_check(capsys, "camvid", root, "--list", str(lst))
+    assert rc == 1 and re.search(r"\[listing\] .*labeled\.txt:2: image .*train/nope\.png is not one of "
+                                 r"the 3 images of the split", out)
+    assert main(["data", "check", "camvid", str(root), "--list", str(lst)]) == 2
+    assert "expected exactly one --split" in capsys.readouterr().err

@@ -7,13 +7,19 @@ import random
 from fractions import Fraction
 from pathlib import Path
 
+import fixtures_real as fx  # tests/ is on sys.path, as for conftest
 import pytest
 
 from unisemi.data.sources import SourceError, camvid
 from unisemi.data.splits import (
-    count_from_ratio, file_split, pairs_split, read_split_list, split_hash, write_split_lists,
+    count_from_ratio,
+    file_split,
+    pairs_from_list,
+    pairs_split,
+    read_split_list,
+    split_hash,
+    write_split_lists,
 )
-import fixtures_real as fx  # noqa: E402  (tests/ is on sys.path, as for conftest)
 
 # Every published labelled count (datasets.md section 7): the contrastive paper's configs and the
 # CPS / UniMatch split files.
@@ -95,7 +101,7 @@ def test_pairs_split_is_keyed_by_path_relative_to_root(tmp_path):
     a, b = tmp_path / "mount_a", tmp_path / "elsewhere" / "mount_b"
     pa, pb = _pairs(a, NAMES), _pairs(b, reversed(NAMES))
     la, ua = pairs_split(pa, 3, 0, a)
-    lb, ub = pairs_split(pb, 3, 0, b)
+    lb, _ = pairs_split(pb, 3, 0, b)
     assert [i.relative_to(a) for i, _ in la] == [i.relative_to(b) for i, _ in lb]
     assert [i.name for i, _ in la] == file_split(NAMES, 3, 0)[0]
     assert all(i.name == l.name for i, l in la + ua) and len(ua) == 7
@@ -169,3 +175,18 @@ def test_write_split_lists_rejects_unwritable_paths(tmp_path):
     with pytest.raises(ValueError, match=r"is not under the dataset root"):
         write_split_lists(tmp_path / "out", [spaced], [], tmp_path / "img" / "sub")
     assert not (tmp_path / "out" / "labeled.txt").exists()
+
+
+def test_pairs_from_list_uses_the_sources_own_labels(tmp_path):
+    fx.camvid_tree(tmp_path)
+    pairs = camvid.list_pairs(tmp_path, "train")
+    lst = tmp_path / "labeled.txt"
+    # The label column names a file that does not exist (a preprocessed label): only images count.
+    lst.write_text("/train/Seq05VD_f00000.png\t/trainIds/x.png\n/train/0001TP_006690.png\t/trainIds/y.png\n")
+    assert pairs_from_list(pairs, lst, tmp_path) == [pairs[2], pairs[0]]
+    with pytest.raises(SourceError, match=r"label .*trainIds/x\.png is missing"):
+        read_split_list(lst, tmp_path)
+    lst.write_text("train/0001TP_006690.png a\nval/0016E5_07959.png b\n")
+    with pytest.raises(SourceError, match=r"labeled\.txt:2: image .*val/0016E5_07959\.png is not one of "
+                                          r"the 3 images of the split under"):
+        pairs_from_list(pairs, lst, tmp_path)

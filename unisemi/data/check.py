@@ -24,8 +24,14 @@ import numpy as np
 from unisemi.data.labels import IGNORE_INDEX
 from unisemi.data.sources import get_source
 from unisemi.data.sources.errors import (
-    LabelFormatError, LabelValueError, SizeMismatchError, SourceError, UnpairedError, UnreadableError,
+    LabelFormatError,
+    LabelValueError,
+    SizeMismatchError,
+    SourceError,
+    UnpairedError,
+    UnreadableError,
 )
+from unisemi.data.splits import pairs_from_list
 
 # Problem kinds in report order; a pair's error class decides its kind.
 KINDS = ("root", "listing", "count", "unpaired", "unreadable", "label_format", "label_values",
@@ -64,6 +70,7 @@ class SplitReport:
     problems: list[dict] = field(default_factory=list)   # {"kind", "message"[, "image", "label"]}
     histogram: np.ndarray = field(default_factory=lambda: np.zeros(256, dtype=np.int64))
     bad_values: dict = field(default_factory=dict)       # out-of-table value -> files holding it
+    split_list: str | None = None   # the labeled.txt-style list the pairs were taken from, if any
 
     def add(self, kind: str, message: str) -> None:
         self.problems.append({"kind": kind, "message": message})
@@ -93,8 +100,10 @@ def sample(pairs: list, max_files: int | None) -> list:
 
 
 def check_split(name: str, root, split: str, expected: int | None, max_files: int | None = None,
-                workers: int = 1) -> SplitReport:
-    report = SplitReport(split, expected=expected)
+                workers: int = 1, split_list=None) -> SplitReport:
+    """Listing, count and decoding of one split; with `split_list`, only the pairs of the split
+    whose image the list names (a published labeled.txt checked against this tree)."""
+    report = SplitReport(split, expected=expected, split_list=None if split_list is None else str(split_list))
     try:
         pairs = get_source(name).list_pairs(root, split)
     except UnpairedError as exc:
@@ -104,10 +113,17 @@ def check_split(name: str, root, split: str, expected: int | None, max_files: in
     except SourceError as exc:
         report.add("listing", str(exc))
         return report
+    if split_list is not None:
+        try:
+            pairs = pairs_from_list(pairs, split_list, root)
+        except SourceError as exc:
+            report.add("listing", str(exc))
+            return report
     report.pairs = len(pairs)
     if expected is not None and len(pairs) != expected:
         report.add("count", f"{name} {split}: {len(pairs)} pairs under {root}, expected {expected} "
-                            f"(files missing or extra; pass --expect {split}={len(pairs)} if it is a subset on purpose)")
+                            f"(files missing or extra; pass --expect {split}={len(pairs)} for a "
+                            "deliberate subset)")
     _decode(report, name, sample(pairs, max_files), workers)
     return report
 
@@ -139,11 +155,15 @@ def _collect(report: SplitReport, results, total: int) -> None:
 
 
 def check_dataset(name: str, root, splits=None, expect: dict | None = None,
-                  max_files: int | None = None, workers: int = 1) -> list[SplitReport]:
-    """One report per split (default: every split with a published count)."""
+                  max_files: int | None = None, workers: int = 1, split_list=None) -> list[SplitReport]:
+    """One report per split (default: every split with a published count). `split_list` needs
+    exactly one split; its count is checked only against `expect`."""
     source = get_source(name)
     splits = list(splits or source.EXPECTED)
-    counts = {**source.EXPECTED, **(expect or {})}
+    if split_list is not None and len(splits) != 1:
+        raise ValueError(f"--list {split_list}: expected exactly one --split (the split its images "
+                         "belong to), e.g. --split train")
+    counts = {**({} if split_list is not None else source.EXPECTED), **(expect or {})}
     if not Path(root).is_dir():
         # A missing root, a file or a looping link: every split would say the same thing once.
         report = SplitReport("(root)")
@@ -152,7 +172,8 @@ def check_dataset(name: str, root, splits=None, expect: dict | None = None,
         except SourceError as exc:
             report.add("root", str(exc))
         return [report]
-    return [check_split(name, root, split, counts.get(split), max_files, workers) for split in splits]
+    return [check_split(name, root, split, counts.get(split), max_files, workers, split_list)
+            for split in splits]
 
 
 def problem_count(reports: list[SplitReport]) -> int:
@@ -168,7 +189,8 @@ def format_report(name: str, root, reports: list[SplitReport], show: int = 20) -
     for r in reports:
         if r.pairs is not None:
             published = "no published count" if r.expected is None else f"expected {r.expected}"
-            lines.append(f"split {r.split}: {r.pairs} pairs ({published}), {r.decoded} decoded")
+            listed = f" listed in {r.split_list}" if r.split_list else ""
+            lines.append(f"split {r.split}{listed}: {r.pairs} pairs ({published}), {r.decoded} decoded")
         elif r.split != "(root)":
             lines.append(f"split {r.split}: not listed")
         lines += _problem_lines(r, show)
@@ -218,7 +240,8 @@ def _histogram_lines(reports: list[SplitReport], classes) -> list[str]:
 def report_dict(name: str, root, reports: list[SplitReport]) -> dict:
     classes = get_source(name).CLASSES
     return {"dataset": name, "root": str(root), "problems": problem_count(reports), "splits": [
-        {"split": r.split, "pairs": r.pairs, "expected": r.expected, "decoded": r.decoded,
+        {"split": r.split, "split_list": r.split_list, "pairs": r.pairs, "expected": r.expected,
+         "decoded": r.decoded,
          "problems": r.problems, "bad_values": r.bad_values,
          "histogram": {**{c: int(r.histogram[i]) for i, c in enumerate(classes)},
                        "void": int(r.histogram[IGNORE_INDEX])}}
@@ -240,7 +263,8 @@ def add_parser(sub) -> None:
     data = sub.add_parser("data", help="check a real dataset tree (python -m unisemi data check -h)")
     actions = data.add_subparsers(dest="data_command", required=True)
     chk = actions.add_parser("check", help="counts, pairing, decoding and label values of a dataset")
-    chk.add_argument("dataset", help="source name: cityscapes, camvid, idd, sunrgbd, pascal_voc, gta5, synthia")
+    chk.add_argument("dataset", help="source name (cityscapes, camvid, idd, sunrgbd, pascal_voc, "
+                     "gta5, synthia)")
     chk.add_argument("root", help="the dataset's root folder")
     chk.add_argument("--split", action="append", default=None, metavar="S",
                      help="check this split (repeatable; default: every split with a published count)")
@@ -249,6 +273,9 @@ def add_parser(sub) -> None:
     chk.add_argument("--workers", type=int, default=1, metavar="N", help="decoding processes (default 1)")
     chk.add_argument("--expect", action="append", type=_expect_arg, default=[], metavar="SPLIT=N",
                      help="expected pair count of a split instead of the published one (repeatable)")
+    chk.add_argument("--list", default=None, metavar="FILE", dest="split_list",
+                     help="check only the pairs a labeled.txt-style list names (UniMatch or CPS "
+                     "lines; images matched against the one --split)")
     chk.add_argument("--show", type=int, default=20, metavar="N", help="problems shown per kind (default 20)")
     chk.add_argument("--json", action="store_true", help="print the report as JSON")
     chk.set_defaults(func=cmd_data_check)
@@ -260,7 +287,7 @@ def cmd_data_check(args) -> int:
     if args.workers < 1:
         raise ValueError(f"--workers {args.workers}: expected a count >= 1")
     reports = check_dataset(args.dataset, args.root, args.split, dict(args.expect), args.max_files,
-                            args.workers)
+                            args.workers, args.split_list)
     if args.json:
         print(json.dumps(report_dict(args.dataset, args.root, reports), indent=1))
     else:

@@ -15,6 +15,7 @@ read too.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import os
 from collections.abc import Sequence
@@ -85,7 +86,7 @@ def file_split(names: Sequence[str], n: int, split_seed: int) -> tuple[list[str]
     sorted names. The input order does not matter, so every machine gets the same split."""
     base = sorted(names)  # Python compares str by code point: no locale, no file-system order
     if len(set(base)) != len(base):
-        dup = next(a for a, b in zip(base, base[1:]) if a == b)
+        dup = next(a for a, b in itertools.pairwise(base) if a == b)
         raise ValueError(f"file split: '{dup}' appears twice (expected distinct file names)")
     if not 0 <= n <= len(base):
         raise ValueError(f"file split: {n} labelled files requested from a pool of {len(base)} "
@@ -140,6 +141,29 @@ def read_split_list(path, root) -> list[tuple[Path, Path]]:
     Reads UniMatch lines (`img mask`, one space, maybe no final newline) and CPS lines
     (`/img<TAB>/mask`, paths relative to the root despite the leading slash). Every listed file
     must exist: a list that names missing files would train on part of the split."""
+    root = _list_root(path, root)
+    return [(_existing(path, number, root, image, "image"), _existing(path, number, root, label, "label"))
+            for number, image, label in _list_rows(path)]
+
+
+def pairs_from_list(pairs, path, root) -> list[tuple[Path, Path]]:
+    """The dataset's own (image, label) pairs whose image a split list names, in list order.
+
+    Only the list's image column is used. Published lists often name a preprocessed label:
+    UniMatch's Cityscapes lists name `*_gtFine_labelTrainIds.png`, whose train ids read as label
+    ids would be silently wrong; the source reads its own raw labels instead."""
+    root = _list_root(path, root)
+    by_key = {relative_key(image, root): (image, label) for image, label in pairs}
+    out = []
+    for number, image, _ in _list_rows(path):
+        if image not in by_key:
+            raise SourceError(f"{path}:{number}: image {root / image} is not one of the {len(by_key)} "
+                              f"images of the split under {root} (expected a listed image of that split)")
+        out.append(by_key[image])
+    return out
+
+
+def _list_root(path, root) -> Path:
     path, root = Path(path), Path(root)
     if not path.is_file():
         raise SourceError(f"split list {path} is missing (expected a labeled.txt-style file of "
@@ -147,8 +171,13 @@ def read_split_list(path, root) -> list[tuple[Path, Path]]:
     if not root.is_dir():
         raise SourceError(f"split list {path}: dataset root {root} is not a folder "
                           "(expected the folder the listed paths are relative to)")
-    pairs, seen = [], {}
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    return root
+
+
+def _list_rows(path) -> list[tuple[int, str, str]]:
+    """(line number, image, label) per non-blank line; an image listed twice is an error."""
+    rows, seen = [], {}
+    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
         if not line.strip():
             continue
         image, label = _parse_line(path, number, line)
@@ -156,9 +185,8 @@ def read_split_list(path, root) -> list[tuple[Path, Path]]:
             raise SourceError(f"{path}:{number}: {image} is already listed on line {seen[image]} "
                               "(expected each image once)")
         seen[image] = number
-        pairs.append(tuple(_existing(path, number, root, rel, kind)
-                           for rel, kind in ((image, "image"), (label, "label"))))
-    return pairs
+        rows.append((number, image, label))
+    return rows
 
 
 def _parse_line(path: Path, number: int, line: str) -> tuple[str, str]:
