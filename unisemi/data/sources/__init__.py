@@ -10,7 +10,8 @@ Each module exposes
   the full dataset; a fixture tree is smaller, the data checker compares against these).
 
 Bad input raises ``SourceError`` with one line naming the file and what was expected, rather
-than an exception from deep inside an image decoder.
+than an exception from deep inside an image decoder. Its subclasses (errors.py) say which kind
+of fault it is, so that ``data check`` (unisemi/data/check.py) can group them.
 """
 from __future__ import annotations
 
