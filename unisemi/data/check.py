@@ -35,7 +35,7 @@ from unisemi.data.splits import pairs_from_list
 
 # Problem kinds in report order; a pair's error class decides its kind.
 KINDS = ("root", "listing", "count", "unpaired", "unreadable", "label_format", "label_values",
-         "size_mismatch")
+         "size_mismatch", "other")
 _ERROR_KINDS = ((UnreadableError, "unreadable"), (LabelFormatError, "label_format"),
                 (LabelValueError, "label_values"), (SizeMismatchError, "size_mismatch"))
 
@@ -77,7 +77,8 @@ class SplitReport:
 
 
 def _kind(exc: SourceError) -> str:
-    return next((kind for cls, kind in _ERROR_KINDS if isinstance(exc, cls)), "unreadable")
+    # "other": a fault that is not the file's, such as a missing optional dependency.
+    return next((kind for cls, kind in _ERROR_KINDS if isinstance(exc, cls)), "other")
 
 
 def _check_task(task) -> tuple[dict | None, np.ndarray | None]:
@@ -103,7 +104,8 @@ def check_split(name: str, root, split: str, expected: int | None, max_files: in
                 workers: int = 1, split_list=None) -> SplitReport:
     """Listing, count and decoding of one split; with `split_list`, only the pairs of the split
     whose image the list names (a published labeled.txt checked against this tree)."""
-    report = SplitReport(split, expected=expected, split_list=None if split_list is None else str(split_list))
+    report = SplitReport(split, expected=expected,
+                         split_list=None if split_list is None else str(split_list))
     try:
         pairs = get_source(name).list_pairs(root, split)
     except UnpairedError as exc:
@@ -131,7 +133,8 @@ def check_split(name: str, root, split: str, expected: int | None, max_files: in
 def _decode(report: SplitReport, name: str, pairs: list, workers: int) -> None:
     tasks = [(name, image, label) for image, label in pairs]
     if workers > 1 and len(tasks) > 1:
-        # fork, not spawn: `python -m unisemi` re-runs its __main__ in a spawned child.
+        # fork where there is one: a spawned worker would import numpy, PIL and (through
+        # unisemi.data) torch again, seconds per worker before it decodes anything.
         methods = multiprocessing.get_all_start_methods()
         ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
         with ctx.Pool(min(workers, len(tasks))) as pool:
@@ -151,7 +154,8 @@ def _collect(report: SplitReport, results, total: int) -> None:
             report.problems.append(problem)
         report.decoded = i
         if show_progress and (i % 100 == 0 or i == total):
-            print(f"\r  {report.split}: decoded {i}/{total}", end="" if i < total else "\n", file=sys.stderr)
+            end = "" if i < total else "\n"
+            print(f"\r  {report.split}: decoded {i}/{total}", end=end, file=sys.stderr)
 
 
 def check_dataset(name: str, root, splits=None, expect: dict | None = None,
@@ -171,6 +175,8 @@ def check_dataset(name: str, root, splits=None, expect: dict | None = None,
             source.list_pairs(root, splits[0])
         except SourceError as exc:
             report.add("root", str(exc))
+        else:  # not reached with the current sources; never let a bad root pass silently
+            report.add("root", f"{name}: root {root} is not a folder (expected the dataset's folder)")
         return [report]
     return [check_split(name, root, split, counts.get(split), max_files, workers, split_list)
             for split in splits]
