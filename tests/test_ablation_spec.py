@@ -216,10 +216,17 @@ def test_paper_numbers_in_specs_match_the_reference_file():
     assert checked > 0
 
 
-def test_paper_profile_without_a_loader_names_the_dataset_and_its_layout():
-    s = load_spec("table6")
-    with pytest.raises(SpecError, match=r"real dataset 'cityscapes'.*leftImg8bit/\{train,val\}"):
-        expand(s, profile="paper")
+def test_paper_profile_resolves_to_the_real_dataset_and_rejects_unknown_names(tmp_path):
+    trials, _ = expand(load_spec("table6"), profile="paper")
+    assert {tuple(t.config["data"]["domains"]) for t in trials} == {("cityscapes",)}
+    assert {t.config["model"]["encoder"] for t in trials} == {"resnet101"}
+    import yaml
+    path = tiny_spec(tmp_path)
+    raw = yaml.safe_load(path.read_text())
+    raw["profiles"]["paper"] = {"domains": {"main": "citiscapes"}}
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(SpecError, match=r"'citiscapes'.*known: .*cityscapes"):
+        expand(load_spec(str(path)), profile="paper")
 
 
 def test_precision_footnote_reports_the_resolvable_difference(tmp_path):

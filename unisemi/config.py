@@ -30,9 +30,9 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class DataConfig:
-    source: str = "synthetic"          # "synthetic" (the embedded world); real datasets come later
-    domains: tuple[str, ...] = ("city",)  # one label space (and one head) per domain
-    root: str = ""                     # dataset root on disk (real datasets only)
+    domains: tuple[str, ...] = ("city",)  # one label space (and one head) per domain; a name of the
+                                       # embedded world (city, game, ...) or a real dataset (cityscapes, ...)
+    roots: dict[str, str] = dataclasses.field(default_factory=dict)  # real dataset -> root; default $UNISEMI_DATA/<dataset>
     world_seed: int = 0                # which instance of the embedded world
     size: tuple[int, ...] = ()         # (H, W) override; empty = the domain's default size
     n_labelled: int = 100              # labelled images per domain (N in the papers)
@@ -42,6 +42,13 @@ class DataConfig:
     unlabelled_batch_size: int = 8     # unlabelled images per domain per step (methods that use them)
     hflip: bool = True                 # weak augmentation of labelled images
     val_images: int = 0                # evaluate on the first k val images; 0 = the whole val split
+    # Real datasets only (the embedded world renders at data.size in memory):
+    resize: tuple[int, ...] = ()       # (H, W) before scale and crop; () = the dataset's protocol, [0, 0] = none
+    scale: tuple[float, ...] = ()      # random rescale range, e.g. [0.5, 1.5]; () = none
+    crop: tuple[int, ...] = ()         # (H, W) random crop; () = the dataset's protocol, [0, 0] = none
+    val_resize: tuple[int, ...] = ()   # (H, W) the val image is inferred at (logits upsampled to the label)
+    workers: int = 2                   # decoding worker processes per stream (0 = in the loop's process)
+    prefetch: int = 2                  # batches each worker decodes ahead
 
 
 @dataclass(frozen=True)
@@ -139,6 +146,12 @@ def _coerce(value, hint, key: str, where: str):
         if value is None:
             return None
         return _coerce(value, args[0], key, where)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}key '{key}': expected a mapping, got {type(value).__name__} {value!r}")
+        kh, vh = typing.get_args(hint)
+        return {_coerce(k, kh, f"{key}.{k}", where): _coerce(v, vh, f"{key}.{k}", where)
+                for k, v in value.items()}
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             value = [value]
@@ -284,7 +297,7 @@ def validate(cfg, where: str = "") -> None:
         bad("method", cfg.method, f"one of {', '.join(sorted(METHODS))}")
     if not cfg.data.domains:
         bad("data.domains", cfg.data.domains, "at least one domain")
-    known = known_domains(cfg.data.source)
+    known = known_domains()
     for d in cfg.data.domains:
         if d not in known:
             bad("data.domains", d, f"one of {', '.join(known)}")
@@ -301,6 +314,7 @@ def validate(cfg, where: str = "") -> None:
             bad(f"data.{key}", getattr(cfg.data, key), "an integer >= 1")
     if cfg.data.val_images < 0:
         bad("data.val_images", cfg.data.val_images, "a count >= 0 (0 = all)")
+    _validate_real(cfg, bad)
     if cfg.model.output_stride not in (8, 16):
         bad("model.output_stride", cfg.model.output_stride, "8 or 16")
     if cfg.train.iterations < 1:
@@ -321,6 +335,24 @@ def validate(cfg, where: str = "") -> None:
         check = getattr(module, "validate", None)
         if check is not None:
             check(cfg, bad, active=cfg.method == name)
+
+
+def _validate_real(cfg, bad) -> None:
+    """The streaming pipeline's keys (real datasets only)."""
+    from unisemi.data.real import DATASETS
+    for name in cfg.data.roots:
+        if name not in DATASETS:
+            bad(f"data.roots.{name}", cfg.data.roots[name], f"a root for one of {', '.join(DATASETS)}")
+    for key in ("resize", "crop", "val_resize"):
+        value = getattr(cfg.data, key)
+        if value and (len(value) != 2 or (tuple(value) != (0, 0) and min(value) < 8)):
+            bad(f"data.{key}", value, "[H, W] with H, W >= 8, [0, 0] for none, or [] for the dataset's protocol")
+    if cfg.data.scale and (len(cfg.data.scale) != 2 or not 0 < cfg.data.scale[0] <= cfg.data.scale[1]):
+        bad("data.scale", cfg.data.scale, "[lo, hi] with 0 < lo <= hi")
+    if cfg.data.workers < 0:
+        bad("data.workers", cfg.data.workers, "a count >= 0")
+    if cfg.data.prefetch < 1:
+        bad("data.prefetch", cfg.data.prefetch, "an integer >= 1")
 
 
 def foreign_method_keys(values: dict, method: str) -> list[str]:

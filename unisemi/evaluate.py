@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 from unisemi.data import IGNORE_INDEX  # noqa: F401  (re-exported)
 
@@ -112,6 +113,29 @@ def evaluate_domain(model, images, labels, domain: str, num_classes: int, batch_
         x = normalize(x) if normalize is not None else x.float() / 255.0
         y = labels[start:start + batch_size].to(device)
         logits = model(x, domain)["logits"]
+        conf += confusion_matrix(logits.argmax(1), y, num_classes, extra_column=extra)
+    model.train(was_training)
+    return conf.cpu()
+
+
+@torch.no_grad()
+def evaluate_pairs(model, batches, domain: str, num_classes: int, device: torch.device | str = "cpu",
+                   normalize=None) -> torch.Tensor:
+    """Confusion matrix over an iterable of (uint8 image (1, 3, h, w), label (1, H, W)) batches of
+    any size, as a real dataset's val loader yields them. An image inferred at a smaller size than
+    its label (Cityscapes at 512x1024 under a 1024x2048 label) has its logits upsampled bilinearly
+    with aligned corners and is scored at the label's full resolution."""
+    was_training = model.training
+    model.eval()
+    extra = model.head_outputs[domain] > num_classes
+    conf = torch.zeros(num_classes, num_classes + extra, dtype=torch.long, device=device)
+    for x, y in batches:
+        x = x.to(device)
+        x = normalize(x) if normalize is not None else x.float() / 255.0
+        y = y.to(device)
+        logits = model(x, domain)["logits"]
+        if logits.shape[-2:] != y.shape[-2:]:
+            logits = F.interpolate(logits, size=y.shape[-2:], mode="bilinear", align_corners=True)
         conf += confusion_matrix(logits.argmax(1), y, num_classes, extra_column=extra)
     model.train(was_training)
     return conf.cpu()

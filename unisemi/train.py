@@ -20,10 +20,10 @@ import torch
 
 from unisemi import checkpoint, ddp, pretrain
 from unisemi.config import Config, build_config, config_hash, to_dict, with_overrides
-from unisemi.data import load_domain
+from unisemi.data import is_real, load_domain
 from unisemi.data.sampler import IndexSampler
 from unisemi.data.transforms import normalize, random_hflip
-from unisemi.evaluate import evaluate_domain, summarize
+from unisemi.evaluate import evaluate_domain, evaluate_pairs, summarize
 from unisemi.methods import get_method, head_sizes
 from unisemi.models import build_model
 from unisemi.optim import build_optimizer, check_groups, default_groups, set_lr, step_groups, terms_by_group
@@ -64,12 +64,21 @@ class Batches:
         self.aug = torch.Generator().manual_seed(seed + 17)
         b, bu = cfg.data.batch_size, cfg.data.unlabelled_batch_size
         self.sizes = {"labelled": b, "unlabelled": bu}
-        self.labelled = {d: IndexSampler(dd.labelled, b * world_size, seed + 31 * i)
-                         for i, (d, dd) in enumerate(self.domains.items())}
-        self.unlabelled = {}
+        # A real dataset streams from worker processes (flips included); the embedded world is
+        # indexed and flipped here, as it always was.
+        pin = device.type == "cuda"
+        self.labelled, self.unlabelled, self.streams = {}, {}, {"labelled": {}, "unlabelled": {}}
+        for i, (d, dd) in enumerate(self.domains.items()):
+            if is_real(d):
+                self.streams["labelled"][d] = dd.stream("labelled", b, seed + 31 * i, self.part, pin)
+            else:
+                self.labelled[d] = IndexSampler(dd.labelled, b * world_size, seed + 31 * i)
         if needs_unlabelled:    # the evaluated domains only; an extra (source) domain is all labelled
-            self.unlabelled = {d: IndexSampler(dd.unlabelled, bu * world_size, seed + 31 * i + 7)
-                               for i, (d, dd) in enumerate(domains.items())}
+            for i, (d, dd) in enumerate(domains.items()):
+                if is_real(d):
+                    self.streams["unlabelled"][d] = dd.stream("unlabelled", bu, seed + 31 * i + 7, self.part, pin)
+                else:
+                    self.unlabelled[d] = IndexSampler(dd.unlabelled, bu * world_size, seed + 31 * i + 7)
 
     def _mine(self, indices: torch.Tensor, kind: str) -> torch.Tensor:
         rank, b = self.part[0], self.sizes[kind]
@@ -77,26 +86,38 @@ class Batches:
 
     def next(self) -> dict:
         batch = {"labelled": {}, "unlabelled": {}}
-        for d, sampler in self.labelled.items():
-            x, y = self.domains[d].fetch("train", self._mine(sampler.next(), "labelled"))
-            if self.hflip:
-                x, y = random_hflip(x, y, self.aug, self.part)
-            batch["labelled"][d] = (self._image(x), y.to(self.device).long())
-        for d, sampler in self.unlabelled.items():
-            # labels are never read
-            x, _ = self.domains[d].fetch("train", self._mine(sampler.next(), "unlabelled"))
+        for d in self.domains:
+            if d in self.streams["labelled"]:
+                x, y = self.streams["labelled"][d].next()
+            elif d in self.labelled:
+                x, y = self.domains[d].fetch("train", self._mine(self.labelled[d].next(), "labelled"))
+                if self.hflip:
+                    x, y = random_hflip(x, y, self.aug, self.part)
+            else:
+                continue
+            batch["labelled"][d] = (self._image(x), y.to(self.device, non_blocking=True).long())
+        for d in self.domains:
+            if d in self.streams["unlabelled"]:
+                (x,) = self.streams["unlabelled"][d].next()
+            elif d in self.unlabelled:
+                # labels are never read
+                x, _ = self.domains[d].fetch("train", self._mine(self.unlabelled[d].next(), "unlabelled"))
+            else:
+                continue
             batch["unlabelled"][d] = self._image(x)
         return batch
 
     def _image(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised float images, or float [0, 1] ones for methods that augment them first."""
-        x = x.to(self.device)
+        x = x.to(self.device, non_blocking=True)
         return x.float().div_(255.0) if self.raw else normalize(x)
 
     def state_dict(self) -> dict:
         return {"aug": self.aug.get_state(),
                 "labelled": {d: s.state_dict() for d, s in self.labelled.items()},
-                "unlabelled": {d: s.state_dict() for d, s in self.unlabelled.items()}}
+                "unlabelled": {d: s.state_dict() for d, s in self.unlabelled.items()},
+                "streams": {k: {d: s.state_dict() for d, s in kind.items()}
+                            for k, kind in self.streams.items()}}
 
     def load_state_dict(self, state: dict) -> None:
         self.aug.set_state(state["aug"])
@@ -104,6 +125,9 @@ class Batches:
             s.load_state_dict(state["labelled"][d])
         for d, s in self.unlabelled.items():
             s.load_state_dict(state["unlabelled"][d])
+        for k, kind in self.streams.items():
+            for d, s in kind.items():
+                s.load_state_dict(state["streams"][k][d])
 
 
 def evaluate_all(cfg: Config, model, domains: dict, device, iteration: int) -> dict:
@@ -112,9 +136,12 @@ def evaluate_all(cfg: Config, model, domains: dict, device, iteration: int) -> d
     record = {"iteration": iteration, "domains": {}}
     for d, dd in domains.items():
         shard = dd.val[rank::size]  # each rank scores a shard; confusion matrices are summed
-        images, labels = dd.fetch("val", shard)
-        conf = evaluate_domain(model, images, labels, d, dd.num_classes, cfg.eval.batch_size,
-                               device, normalize)
+        if is_real(d):
+            conf = evaluate_pairs(model, dd.val_batches(shard), d, dd.num_classes, device, normalize)
+        else:
+            images, labels = dd.fetch("val", shard)
+            conf = evaluate_domain(model, images, labels, d, dd.num_classes, cfg.eval.batch_size,
+                                   device, normalize)
         conf = ddp.sum_over_ranks(conf.to(device)).cpu()
         record["domains"][d] = summarize(conf, dd.classes, cfg.eval.absent_as_zero)
     mious = [m["miou"] for m in record["domains"].values()]

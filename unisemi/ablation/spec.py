@@ -393,11 +393,10 @@ def expand(spec: Spec, profile: str = "laptop", seeds: int | None = None,
     dmap_table = dict(prof.get("domains") or {})     # table key -> dataset/domain name
     from unisemi.data import known_domains
     for key, name in dmap_table.items():
-        if name not in known_domains("synthetic"):
-            layout = REAL_LAYOUTS.get(name, "see docs")
-            raise SpecError(f"{spec.path}: profile '{profile}' maps '{key}' to the real dataset '{name}', "
-                            f"whose loader is not built yet (next stage); it will read data.root laid "
-                            f"out as {layout}")
+        if name not in known_domains():
+            raise SpecError(f"{spec.path}: profile '{profile}' maps '{key}' to '{name}', which is neither "
+                            f"a domain of the embedded world nor a real dataset "
+                            f"(known: {', '.join(known_domains())})")
     base = _merge(load_values(spec.raw["preset"]), dotted_to_nested(prof.get("set") or {}))
     splits = spec.raw.get("splits", "same")
     trials, pending = [], {}

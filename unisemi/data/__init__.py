@@ -1,8 +1,9 @@
-"""Data: the embedded synthetic world (default) and, later, real datasets behind the same interface.
+"""Data: the embedded synthetic world (default) and the real datasets, one source per domain.
 
-A *source* is a family of domains (the synthetic world, or one real dataset per domain). Each
-domain yields a `DomainData`: its label space, its labelled / unlabelled / val index sets and a
-`fetch(split, indices)` that returns uint8 images and labels. The training loop sees nothing else.
+A domain's name says where it comes from: a domain of the embedded world (`city`, `game`, ...)
+yields a `DomainData` that renders in memory and serves `fetch(split, indices)`; a real dataset
+(`cityscapes`, `pascal_voc`, ...) yields a `RealDomain` that streams its files through worker
+processes (`pipeline.py`). Both carry the label space and the labelled / unlabelled / val sets.
 """
 from __future__ import annotations
 
@@ -11,23 +12,28 @@ from unisemi.data.labels import IGNORE_INDEX  # noqa: E402,F401  (re-exported)
 
 from unisemi.data.domain_data import DomainData, load_domain  # noqa: E402
 
-SOURCES = ("synthetic",)
 
 
-def known_domains(source: str) -> list[str]:
-    """Names a config may list under data.domains for this source."""
-    if source == "synthetic":
-        from unisemi.data.synthetic import DOMAINS
-        return sorted(DOMAINS)
-    raise ValueError(f"unknown data source '{source}' (known: {', '.join(SOURCES)})")
+def known_domains() -> list[str]:
+    """Names a config may list under data.domains: the embedded world's domains, then the real
+    datasets (unisemi.data.real.DATASETS)."""
+    from unisemi.data.real import DATASETS
+    from unisemi.data.synthetic import DOMAINS
+    return sorted(DOMAINS) + sorted(DATASETS)
 
 
-def label_space(source: str, domain: str) -> tuple:
-    """The class names of a domain, without generating any data."""
-    if source == "synthetic":
-        from unisemi.data.synthetic import get_domain
-        return tuple(get_domain(domain).classes)
-    raise ValueError(f"unknown data source '{source}' (known: {', '.join(SOURCES)})")
+def is_real(domain: str) -> bool:
+    from unisemi.data.real import DATASETS
+    return domain in DATASETS
 
 
-__all__ = ["DomainData", "IGNORE_INDEX", "load_domain", "known_domains", "label_space", "SOURCES"]
+def label_space(domain: str) -> tuple:
+    """The class names of a domain, without generating or reading any data."""
+    from unisemi.data import real
+    if domain in real.DATASETS:
+        return real.classes_of(domain)
+    from unisemi.data.synthetic import get_domain
+    return tuple(get_domain(domain).classes)
+
+
+__all__ = ["DomainData", "IGNORE_INDEX", "load_domain", "known_domains", "label_space", "is_real"]

@@ -43,10 +43,11 @@ _RENDERED: dict = {}
 
 
 def load_domain(data_cfg, domain: str) -> DomainData:
-    """Build the DomainData of `domain` under a DataConfig (source, split and size settings)."""
-    if data_cfg.source != "synthetic":
-        raise ValueError(f"data.source '{data_cfg.source}' is not available yet (known: synthetic)")
-    from unisemi.data import synthetic
+    """The data of `domain` under a DataConfig: a `DomainData` of the embedded world, or a
+    `RealDomain` when the name is a real dataset (unisemi.data.real.DATASETS)."""
+    from unisemi.data import real, synthetic
+    if domain in real.DATASETS:
+        return real.load_real(data_cfg, domain)
 
     spec = synthetic.get_domain(domain)
     size = tuple(data_cfg.size) if data_cfg.size else spec.size

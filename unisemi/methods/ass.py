@@ -72,12 +72,12 @@ def _validate_domains(cfg, bad) -> None:
         bad("data.domains", cfg.data.domains, "exactly one (target) domain for method ass")
     if not c.source_domain:
         return
-    if c.source_domain not in known_domains(cfg.data.source) or c.source_domain in cfg.data.domains:
+    if c.source_domain not in known_domains() or c.source_domain in cfg.data.domains:
         bad("ass.source_domain", c.source_domain,
-            f"a domain other than the target, one of {', '.join(known_domains(cfg.data.source))}")
+            f"a domain other than the target, one of {', '.join(known_domains())}")
     # The source is segmented by the target's head and D_s's 2c outputs pair class k of both
     # domains: one label space. `sim` (SYNTHIA's 16 classes) needs the 13-class mapping first.
-    if label_space(cfg.data.source, c.source_domain) != label_space(cfg.data.source, cfg.data.domains[0]):
+    if label_space(c.source_domain) != label_space(cfg.data.domains[0]):
         bad("ass.source_domain", c.source_domain, f"a domain with the label space of '{cfg.data.domains[0]}'")
 
 

@@ -31,7 +31,7 @@ def validate(cfg, bad, active: bool) -> None:
     if not active:
         return
     f = cfg.finetune
-    known = known_domains(cfg.data.source)
+    known = known_domains()
     if len(cfg.data.domains) != 1:
         bad("data.domains", cfg.data.domains, "exactly one (target) domain for method finetune")
     if f.source_domain not in known or f.source_domain in cfg.data.domains:

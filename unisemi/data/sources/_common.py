@@ -200,10 +200,13 @@ class LabelTable:
         if raw.size and (int(raw.min()) < 0 or int(raw.max()) >= len(self.lut)):
             bad = np.unique(raw[(raw < 0) | (raw >= len(self.lut))])
             self._fail(bad, path)
-        bad_mask = ~self.known[raw]
-        if bad_mask.any():
-            self._fail(np.unique(raw[bad_mask]), path)
-        return self.lut[raw]
+        # The values present, from one histogram: a few ms on a 2048x1024 map, where a per-pixel
+        # lookup of `known` costs as much again as the mapping itself.
+        present = np.flatnonzero(np.bincount(raw.ravel(), minlength=1))
+        unknown = present[~self.known[present]]
+        if unknown.size:
+            self._fail(unknown, path)
+        return np.take(self.lut, raw)
 
     def _fail(self, values: np.ndarray, path) -> None:
         shown = ", ".join(str(int(v)) for v in values[:10])

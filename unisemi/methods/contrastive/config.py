@@ -68,12 +68,12 @@ def validate(cfg, bad, active: bool) -> None:
         if getattr(c, key) < low:
             bad(f"contrastive.{key}", getattr(c, key), f"an integer >= {low}")
     if c.source_domain:
-        known = known_domains(cfg.data.source)
+        known = known_domains()
         if c.source_domain not in known:
             bad("contrastive.source_domain", c.source_domain, f"one of {', '.join(known)}")
         if c.source_domain in cfg.data.domains:
             bad("contrastive.source_domain", c.source_domain, "a domain other than the target")
-        if label_space(cfg.data.source, c.source_domain) != label_space(cfg.data.source, cfg.data.domains[0]):
+        if label_space(c.source_domain) != label_space(cfg.data.domains[0]):
             bad("contrastive.source_domain", c.source_domain,
                 f"a domain with the label space of '{cfg.data.domains[0]}'")
     if not 0.0 <= c.confidence < 1.0:

@@ -1,0 +1,217 @@
+"""The streaming input pipeline of the real datasets: worker processes decode and crop, the loop
+only receives fixed-size uint8 batches.
+
+Exact resume with workers and prefetch needs a sampler whose future does not depend on what was
+prefetched. So nothing here carries a running random state: the order of epoch e is a permutation
+seeded by (seed, e), and the geometry of the k-th sample of a stream is drawn from a generator
+seeded by (seed, k). A stream's whole state is the number of batches the loop has consumed, and a
+resumed run rebuilds its loader at that batch. Ranks draw the global batch of W x B samples and take
+their slice, as the embedded world's `Batches` does, so W ranks see what one process with the
+global batch would.
+
+Memory is bounded by configuration, never by the dataset: the dataset objects hold file paths, and
+at most workers x prefetch batches are decoded ahead of the loop.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from unisemi.data.labels import IGNORE_INDEX
+from unisemi.data.sources.errors import SourceError
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """What a worker does to a training pair before batching (a paper's loader-side protocol)."""
+    resize: tuple = ()          # (H, W) every pair is first resized to; () keeps the file's size
+    scale: tuple = (1.0, 1.0)   # random rescale factor range after the resize
+    crop: tuple = ()            # (H, W) random crop, padded with 0 / ignore where the image is smaller
+    hflip: bool = False         # left-right flip with probability 1/2
+
+
+def _resize(image: np.ndarray, label: np.ndarray | None, size: tuple):
+    h, w = size
+    if image.shape[:2] == (h, w):
+        return image, label
+    image = np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR))
+    if label is not None:
+        label = np.asarray(Image.fromarray(label).resize((w, h), Image.NEAREST))
+    return image, label
+
+
+def _pad_to(image: np.ndarray, label: np.ndarray | None, size: tuple):
+    h, w = image.shape[:2]
+    ph, pw = max(size[0] - h, 0), max(size[1] - w, 0)
+    if ph == 0 and pw == 0:
+        return image, label
+    image = np.pad(image, ((0, ph), (0, pw), (0, 0)))
+    if label is not None:
+        label = np.pad(label, ((0, ph), (0, pw)), constant_values=IGNORE_INDEX)
+    return image, label
+
+
+def apply_geometry(image: np.ndarray, label: np.ndarray | None, geo: Geometry, rng: np.random.Generator):
+    """uint8 (H, W, 3) and (H, W) -> the augmented pair; `rng` makes every draw."""
+    if geo.resize:
+        image, label = _resize(image, label, geo.resize)
+    lo, hi = geo.scale
+    if (lo, hi) != (1.0, 1.0):
+        s = rng.uniform(lo, hi)
+        h, w = image.shape[:2]
+        image, label = _resize(image, label, (max(1, round(h * s)), max(1, round(w * s))))
+    if geo.crop:
+        image, label = _pad_to(image, label, geo.crop)
+        h, w = image.shape[:2]
+        top = int(rng.integers(0, h - geo.crop[0] + 1))
+        left = int(rng.integers(0, w - geo.crop[1] + 1))
+        image = image[top:top + geo.crop[0], left:left + geo.crop[1]]
+        if label is not None:
+            label = label[top:top + geo.crop[0], left:left + geo.crop[1]]
+    if geo.hflip and rng.random() < 0.5:
+        image = image[:, ::-1]
+        label = label[:, ::-1] if label is not None else None
+    return image, label
+
+
+def _tensor(a: np.ndarray) -> torch.Tensor:
+    # decoders hand out read-only arrays; torch wants writable, contiguous memory
+    return torch.from_numpy(np.require(a, requirements=["C", "W"]))
+
+
+class PairStream(torch.utils.data.Dataset):
+    """Training samples of one stream: item (k, i) is pool pair i as the stream's k-th sample."""
+
+    def __init__(self, pairs: Sequence, read: Callable, geometry: Geometry, seed: int, labels: bool):
+        self.pairs, self.read, self.geometry = pairs, read, geometry
+        self.seed, self.labels = seed, labels
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, key):
+        k, i = key
+        image_path, label_path = self.pairs[i]
+        try:
+            image, label = self.read(image_path, label_path if self.labels else None)
+        except SourceError as e:
+            return e           # re-raised in the loop by `collate`, as one line naming the file
+        rng = np.random.default_rng([self.seed, k])
+        image, label = apply_geometry(image, label, self.geometry, rng)
+        x = _tensor(image).permute(2, 0, 1)
+        if label is None:
+            return x, str(image_path)
+        return x, _tensor(label), str(image_path)
+
+
+class ValPairs(torch.utils.data.Dataset):
+    """Validation pairs: the image at the evaluation size, the label as stored (scored at full size)."""
+
+    def __init__(self, pairs: Sequence, read: Callable, resize: tuple):
+        self.pairs, self.read, self.resize = pairs, read, resize
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i):
+        image_path, label_path = self.pairs[i]
+        try:
+            image, label = self.read(image_path, label_path)
+        except SourceError as e:
+            return e
+        if self.resize:
+            image, _ = _resize(image, None, self.resize)
+        return (_tensor(image).permute(2, 0, 1),
+                _tensor(label), str(image_path))
+
+
+def collate(items):
+    """Stack a batch; a worker's SourceError and differing sizes are errors naming the files."""
+    for item in items:
+        if isinstance(item, Exception):
+            raise SourceError(str(item))
+    shapes = {tuple(item[0].shape) for item in items}
+    if len(shapes) > 1:
+        names = ", ".join(f"{item[-1]} {tuple(item[0].shape[1:])}" for item in items)
+        raise SourceError(f"images of one batch differ in size ({names}); set data.crop "
+                          f"(or data.resize) so that every training sample has one size")
+    return tuple(torch.stack([item[j] for item in items]) for j in range(len(items[0]) - 1))
+
+
+class EpochOrder:
+    """Positions k of a stream -> pool indices: epoch e = k // n is a permutation seeded by (seed, e)."""
+
+    def __init__(self, pool: torch.Tensor, seed: int):
+        if len(pool) == 0:
+            raise ValueError("cannot sample batches from an empty index set")
+        self.pool, self.seed = pool, seed
+        self._epoch, self._order = -1, None
+
+    def __call__(self, k: int) -> int:
+        n = len(self.pool)
+        epoch = k // n
+        if epoch != self._epoch:
+            perm = np.random.default_rng([self.seed, epoch]).permutation(n)
+            self._epoch, self._order = epoch, self.pool[torch.from_numpy(perm)]
+        return int(self._order[k % n])
+
+
+class BatchKeys(torch.utils.data.Sampler):
+    """Endless batches of (k, pool index) keys for one rank, starting at batch `start`."""
+
+    def __init__(self, order: EpochOrder, batch: int, part: tuple[int, int], start: int = 0):
+        self.order, self.batch, self.part, self.start = order, batch, part, start
+
+    def __iter__(self):
+        rank, world = self.part
+        step = self.start
+        while True:
+            first = (step * world + rank) * self.batch
+            yield [(k, self.order(k)) for k in range(first, first + self.batch)]
+            step += 1
+
+
+class Stream:
+    """One endless, resumable stream of uint8 batches from worker processes."""
+
+    def __init__(self, dataset: PairStream, pool: torch.Tensor, batch: int, part: tuple[int, int],
+                 workers: int, prefetch: int, pin_memory: bool):
+        self.dataset, self.batch, self.part = dataset, batch, part
+        self.order = EpochOrder(pool, dataset.seed)
+        self.workers, self.prefetch, self.pin_memory = workers, prefetch, pin_memory
+        self.consumed = 0
+        self._it = None
+
+    def _loader(self):
+        keys = BatchKeys(self.order, self.batch, self.part, start=self.consumed)
+        extra = {"prefetch_factor": self.prefetch, "persistent_workers": False} if self.workers else {}
+        return iter(torch.utils.data.DataLoader(
+            self.dataset, batch_sampler=keys, num_workers=self.workers, collate_fn=collate,
+            pin_memory=self.pin_memory, **extra))
+
+    def next(self) -> tuple:
+        if self._it is None:
+            self._it = self._loader()
+        out = next(self._it)
+        self.consumed += 1
+        return out
+
+    def state_dict(self) -> dict:
+        return {"consumed": self.consumed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.consumed = int(state["consumed"])
+        self._it = None      # the next batch comes from a loader rebuilt at this position
+
+    def close(self) -> None:
+        self._it = None
+
+
+def val_loader(pairs: Sequence, read: Callable, resize: tuple, workers: int):
+    """Whole validation images one at a time (their sizes differ), decoded by workers."""
+    return torch.utils.data.DataLoader(ValPairs(pairs, read, resize), batch_size=1,
+                                       num_workers=workers, collate_fn=collate)

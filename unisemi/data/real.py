@@ -1,0 +1,221 @@
+"""Domains backed by a real dataset on disk: where its root is, which splits and classes it has,
+the loader-side protocol of the papers, and the labelled / unlabelled split of its file list.
+
+A config names a real dataset as a domain (`data.domains: [cityscapes]`, or `[city, camvid]` to
+mix the embedded world with a real CamVid). Its root is `data.roots.<name>` if given, else
+`$UNISEMI_DATA/<folder>`; the folder of each dataset is in `DATASETS` (README "Real datasets").
+
+The protocol defaults are those of the DeepLabv2 semi-supervised lineage the papers follow
+(../shared/notes/datasets.md, "Standard preprocessing"): Cityscapes and IDD resized to 512x1024
+and cropped to 512x512, evaluated at 512x1024 with the logits upsampled to the full label;
+VOC cropped to 321x321 and evaluated whole; the game and simulator sources at AdaptSegNet's
+1280x720 and 1280x760. `data.resize`, `data.crop`, `data.scale` and `data.val_resize` override
+them for every real domain of a config.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from unisemi.data import pipeline
+from unisemi.data.splits import split_hash
+from unisemi.data.sources import cityscapes, get_source, synthia
+from unisemi.data.sources._common import read_rgb
+from unisemi.data.sources.errors import SourceError
+
+
+@dataclass(frozen=True)
+class Dataset:
+    source: str              # module in unisemi.data.sources
+    folder: str              # default root: $UNISEMI_DATA/<folder>
+    train: str               # the split the training pool is drawn from
+    val: str | None          # the split scored as validation (None: a source-only dataset)
+    resize: tuple = ()
+    crop: tuple = ()
+    val_resize: tuple = ()
+    classes: int = 0         # a class subset (SYNTHIA's 16 / 13; Cityscapes in that space)
+
+
+_CITY = dict(resize=(512, 1024), crop=(512, 512), val_resize=(512, 1024))
+DATASETS = {
+    "cityscapes": Dataset("cityscapes", "cityscapes", "train", "val", **_CITY),
+    "cityscapes16": Dataset("cityscapes", "cityscapes", "train", "val", classes=16, **_CITY),
+    "cityscapes13": Dataset("cityscapes", "cityscapes", "train", "val", classes=13, **_CITY),
+    "camvid": Dataset("camvid", "camvid", "train", "val"),
+    "idd": Dataset("idd", "idd", "train", "val", **_CITY),
+    "sunrgbd": Dataset("sunrgbd", "sunrgbd", "train", "test", resize=(480, 640), val_resize=(480, 640)),
+    "pascal_voc": Dataset("pascal_voc", "pascal_voc", "train_aug", "val", crop=(321, 321)),
+    "gta5": Dataset("gta5", "gta5", "train", None, resize=(720, 1280), crop=(512, 512)),
+    "synthia": Dataset("synthia", "synthia", "train", None, resize=(760, 1280), crop=(512, 512), classes=16),
+    "synthia13": Dataset("synthia", "synthia", "train", None, resize=(760, 1280), crop=(512, 512), classes=13),
+}
+
+
+def classes_of(name: str) -> tuple[str, ...]:
+    ds = DATASETS[name]
+    if ds.classes:
+        return synthia.CLASSES_BY_SUBSET[ds.classes]
+    return tuple(get_source(ds.source).CLASSES)
+
+
+def root_of(data_cfg, name: str) -> Path:
+    """The dataset's root: data.roots.<name>, else $UNISEMI_DATA/<folder>."""
+    roots = dict(data_cfg.roots or {})
+    if name in roots:
+        return Path(roots[name]).expanduser()
+    base = os.environ.get("UNISEMI_DATA")
+    if not base:
+        raise SourceError(f"{name}: no root for this dataset: set data.roots.{name}, or UNISEMI_DATA "
+                          f"to a folder holding {DATASETS[name].folder}/ (README 'Real datasets')")
+    return Path(base).expanduser() / DATASETS[name].folder
+
+
+# Readers: module-level functions (picklable for worker processes under any start method).
+
+def _read_labelled(source: str, classes: int, image_path, label_path):
+    if source == "synthia":
+        return synthia.read_pair(image_path, label_path, classes=classes or 16)
+    image, label = get_source(source).read_pair(image_path, label_path)
+    if classes:   # Cityscapes train ids -> the SYNTHIA subset; the rest is void
+        label = _SUBSET_LUT[classes][label]
+    return image, label
+
+
+def read_sample(source: str, classes: int, image_path, label_path):
+    """(image, label) of a pair, or (image, None) when the label must not be read (unlabelled)."""
+    if label_path is None:
+        return read_rgb(image_path), None
+    return _read_labelled(source, classes, image_path, label_path)
+
+
+def _subset_lut(ids) -> np.ndarray:
+    lut = np.full(256, 255, dtype=np.uint8)
+    lut[list(ids)] = np.arange(len(ids), dtype=np.uint8)
+    return lut
+
+
+_SUBSET_LUT = {n: _subset_lut(ids) for n, ids in synthia.CITYSCAPES_IDS.items() if n != 19}
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return Path(path).as_posix()
+
+
+def split_pool(names: list[str], n: int, split_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Labelled / unlabelled positions in a sorted name list: numpy's RandomState(split_seed)
+    permutation, the first n labelled. The sort makes it portable across file systems."""
+    order = sorted(range(len(names)), key=lambda i: names[i])
+    perm = np.random.RandomState(split_seed).permutation(len(names))
+    chosen = np.asarray(order, dtype=np.int64)[perm]
+    labelled = torch.from_numpy(np.sort(chosen[:n]))
+    unlabelled = torch.from_numpy(np.sort(chosen[n:]))
+    return labelled, unlabelled
+
+
+def count_for(data_cfg, pool: int, name: str) -> int:
+    """N labelled: ceil(fraction x pool) when a fraction is set (every published count is that:
+    1/30 of 2975 = 100, 1/50 of 10582 = 212), else data.n_labelled."""
+    if data_cfg.labelled_fraction > 0:
+        # round away float noise before the ceiling: 1/8 * 2976 must stay 372, not 373
+        n = math.ceil(round(data_cfg.labelled_fraction * pool, 9))
+    else:
+        n = data_cfg.n_labelled
+    if not 0 <= n <= pool:
+        raise SourceError(f"data.n_labelled={n} for domain '{name}': expected 0..{pool} "
+                          f"(the images of its {DATASETS[name].train} split)")
+    return n
+
+
+@dataclass
+class RealDomain:
+    """A real dataset as a domain: its pool of train pairs, split into labelled and unlabelled,
+    and its val pairs; the loop reads them through `stream` and `val_batches`."""
+    name: str
+    classes: tuple[str, ...]
+    labelled: torch.Tensor
+    unlabelled: torch.Tensor
+    split_id: str
+    split_hash: str
+    root: Path
+    train_pairs: list
+    geometry: pipeline.Geometry
+    val_resize: tuple
+    workers: int
+    prefetch: int
+    val_images: int
+    _val: list | None = field(default=None, repr=False)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def read(self):
+        ds = DATASETS[self.name]
+        return functools.partial(read_sample, ds.source, ds.classes)
+
+    @property
+    def val_pairs(self) -> list:
+        """Listed on first use: a source-only domain (GTA5, SYNTHIA) never needs one."""
+        if self._val is None:
+            split = DATASETS[self.name].val
+            if split is None:
+                raise SourceError(f"{self.name} has no validation split: use it as a source domain, "
+                                  f"not in data.domains")
+            pairs = get_source(DATASETS[self.name].source).list_pairs(self.root, split)
+            self._val = pairs[:self.val_images] if self.val_images else pairs
+        return self._val
+
+    @property
+    def val(self) -> torch.Tensor:
+        return torch.arange(len(self.val_pairs))
+
+    def stream(self, kind: str, batch: int, seed: int, part: tuple[int, int], pin_memory: bool):
+        labels = kind == "labelled"
+        pool = self.labelled if labels else self.unlabelled
+        if len(pool) == 0:
+            raise SourceError(f"{self.name}: no {kind} images to sample "
+                              f"(data.n_labelled={len(self.labelled)} of {len(self.train_pairs)})")
+        geometry = self.geometry if labels else pipeline.Geometry(
+            self.geometry.resize, self.geometry.scale, self.geometry.crop, hflip=False)
+        dataset = pipeline.PairStream(self.train_pairs, self.read, geometry, seed, labels)
+        return pipeline.Stream(dataset, pool, batch, part, self.workers, self.prefetch, pin_memory)
+
+    def val_batches(self, shard: torch.Tensor):
+        pairs = [self.val_pairs[i] for i in shard.tolist()]
+        return pipeline.val_loader(pairs, self.read, self.val_resize, self.workers)
+
+
+def _size(value, default) -> tuple:
+    value = tuple(value or ())
+    if value == (0, 0):
+        return ()
+    return value or tuple(default)
+
+
+def load_real(data_cfg, name: str) -> RealDomain:
+    ds = DATASETS[name]
+    root = root_of(data_cfg, name)
+    pairs = get_source(ds.source).list_pairs(root, ds.train)
+    if not pairs:
+        raise SourceError(f"{name}: no image/label pairs in the {ds.train} split under {root}")
+    names = [_relative(img, root) for img, _ in pairs]
+    n = count_for(data_cfg, len(pairs), name)
+    labelled, unlabelled = split_pool(names, n, data_cfg.split_seed)
+    geometry = pipeline.Geometry(
+        resize=_size(data_cfg.resize, ds.resize), crop=_size(data_cfg.crop, ds.crop),
+        scale=tuple(data_cfg.scale) if data_cfg.scale else (1.0, 1.0), hflip=data_cfg.hflip)
+    return RealDomain(
+        name=name, classes=classes_of(name), labelled=labelled, unlabelled=unlabelled,
+        split_id=f"{name}/n{n}/s{data_cfg.split_seed}", split_hash=split_hash(names[i] for i in labelled.tolist()), root=root,
+        train_pairs=pairs, geometry=geometry, val_resize=_size(data_cfg.val_resize, ds.val_resize),
+        workers=data_cfg.workers, prefetch=data_cfg.prefetch, val_images=data_cfg.val_images)
