@@ -10,6 +10,7 @@ import fixtures_real as fx
 from unisemi.config import ConfigError, load_config
 from unisemi.data import load_domain, pipeline, real
 from unisemi.data.sources.errors import SourceError
+from unisemi.data.splits import file_split, split_hash, write_split_lists
 from unisemi.evaluate import evaluate_pairs
 from unisemi.train import fit
 
@@ -191,20 +192,32 @@ def test_resume_on_a_real_dataset_is_exact(city_root, tmp_path):
         assert torch.equal(v, resumed[k]), k
 
 
-def test_the_labelled_split_is_the_same_whatever_the_listing_order(tmp_path, monkeypatch):
-    names = [f"city/img_{i:03d}.png" for i in range(40)]
-    a, _ = real.split_pool(names, 7, split_seed=2)
-    shuffled = list(reversed(names))
-    b, _ = real.split_pool(shuffled, 7, split_seed=2)
-    assert sorted(names[i] for i in a.tolist()) == sorted(shuffled[i] for i in b.tolist())
+def test_the_labelled_split_comes_from_the_sorted_file_list(city_root):
+    cfg = _cfg("data.domains=[cityscapes]", "data.n_labelled=2", "data.split_seed=1").data
+    dd = load_domain(cfg, "cityscapes")
+    keys = [str(p[0].relative_to(city_root)) for p in dd.train_pairs]
+    want, _ = file_split(keys, 2, 1)
+    assert sorted(keys[i] for i in dd.labelled.tolist()) == want
+    assert sorted(dd.labelled.tolist() + dd.unlabelled.tolist()) == list(range(len(keys)))
+    assert dd.split_hash == split_hash(want) and dd.split_id == "cityscapes/n2/s1"
+
+
+def test_a_published_labeled_list_picks_the_labelled_images(city_root, tmp_path):
+    dd = load_domain(_cfg("data.domains=[cityscapes]", "data.n_labelled=1").data, "cityscapes")
+    pick = [dd.train_pairs[2]]
+    folder = tmp_path / "splits"
+    write_split_lists(folder, pick, [], city_root)
+    cfg = _cfg("data.domains=[cityscapes]", f"data.split_lists.cityscapes={folder / 'labeled.txt'}").data
+    listed = load_domain(cfg, "cityscapes")
+    assert listed.labelled.tolist() == [2] and listed.unlabelled.tolist() == [0, 1]
+    assert listed.split_id == "cityscapes/list:splits/labeled.txt"
 
 
 def test_ratio_counts_are_the_published_ones():
-    cfg = load_config(None, ["data.labelled_fraction=0.0333333333"]).data
-    assert real.count_for(load_config(None, [f"data.labelled_fraction={1 / 30}"]).data, 2975, "cityscapes") == 100
-    assert real.count_for(load_config(None, [f"data.labelled_fraction={1 / 8}"]).data, 2975, "cityscapes") == 372
-    assert real.count_for(load_config(None, [f"data.labelled_fraction={1 / 50}"]).data, 10582, "pascal_voc") == 212
-    assert real.count_for(cfg, 2975, "cityscapes") == 100
+    def n(fraction, pool):
+        return real.count_for(load_config(None, [f"data.labelled_fraction={fraction}"]).data, pool, "cityscapes")
+    assert (n(1 / 30, 2975), n(1 / 8, 2975), n(1 / 4, 2975)) == (100, 372, 744)
+    assert (n(1 / 50, 10582), n(1 / 20, 10582), n(1 / 8, 10582)) == (212, 530, 1323)
 
 
 # ---------------------------------------------------------------------------------------------

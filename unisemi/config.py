@@ -33,6 +33,7 @@ class DataConfig:
     domains: tuple[str, ...] = ("city",)  # one label space (and one head) per domain; a name of the
                                        # embedded world (city, game, ...) or a real dataset (cityscapes, ...)
     roots: dict[str, str] = dataclasses.field(default_factory=dict)  # real dataset -> root; default $UNISEMI_DATA/<dataset>
+    split_lists: dict[str, str] = dataclasses.field(default_factory=dict)  # real dataset -> a published labeled.txt
     world_seed: int = 0                # which instance of the embedded world
     size: tuple[int, ...] = ()         # (H, W) override; empty = the domain's default size
     n_labelled: int = 100              # labelled images per domain (N in the papers)
@@ -340,9 +341,10 @@ def validate(cfg, where: str = "") -> None:
 def _validate_real(cfg, bad) -> None:
     """The streaming pipeline's keys (real datasets only)."""
     from unisemi.data.real import DATASETS
-    for name in cfg.data.roots:
-        if name not in DATASETS:
-            bad(f"data.roots.{name}", cfg.data.roots[name], f"a root for one of {', '.join(DATASETS)}")
+    for key in ("roots", "split_lists"):
+        for name, value in getattr(cfg.data, key).items():
+            if name not in DATASETS:
+                bad(f"data.{key}.{name}", value, f"a path for one of {', '.join(DATASETS)}")
     for key in ("resize", "crop", "val_resize"):
         value = getattr(cfg.data, key)
         if value and (len(value) != 2 or (tuple(value) != (0, 0) and min(value) < 8)):

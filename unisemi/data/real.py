@@ -15,7 +15,6 @@ them for every real domain of a config.
 from __future__ import annotations
 
 import functools
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ import numpy as np
 import torch
 
 from unisemi.data import pipeline
-from unisemi.data.splits import split_hash
+from unisemi.data.splits import count_from_ratio, file_split, pairs_from_list, relative_key, split_hash
 from unisemi.data.sources import cityscapes, get_source, synthia
 from unisemi.data.sources._common import read_rgb
 from unisemi.data.sources.errors import SourceError
@@ -103,36 +102,32 @@ def _subset_lut(ids) -> np.ndarray:
 _SUBSET_LUT = {n: _subset_lut(ids) for n, ids in synthia.CITYSCAPES_IDS.items() if n != 19}
 
 
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return Path(path).relative_to(root).as_posix()
-    except ValueError:
-        return Path(path).as_posix()
-
-
-def split_pool(names: list[str], n: int, split_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Labelled / unlabelled positions in a sorted name list: numpy's RandomState(split_seed)
-    permutation, the first n labelled. The sort makes it portable across file systems."""
-    order = sorted(range(len(names)), key=lambda i: names[i])
-    perm = np.random.RandomState(split_seed).permutation(len(names))
-    chosen = np.asarray(order, dtype=np.int64)[perm]
-    labelled = torch.from_numpy(np.sort(chosen[:n]))
-    unlabelled = torch.from_numpy(np.sort(chosen[n:]))
-    return labelled, unlabelled
-
-
 def count_for(data_cfg, pool: int, name: str) -> int:
     """N labelled: ceil(fraction x pool) when a fraction is set (every published count is that:
     1/30 of 2975 = 100, 1/50 of 10582 = 212), else data.n_labelled."""
     if data_cfg.labelled_fraction > 0:
-        # round away float noise before the ceiling: 1/8 * 2976 must stay 372, not 373
-        n = math.ceil(round(data_cfg.labelled_fraction * pool, 9))
+        n = count_from_ratio(pool, data_cfg.labelled_fraction)
     else:
         n = data_cfg.n_labelled
     if not 0 <= n <= pool:
         raise SourceError(f"data.n_labelled={n} for domain '{name}': expected 0..{pool} "
                           f"(the images of its {DATASETS[name].train} split)")
     return n
+
+
+def labelled_positions(data_cfg, name: str, pairs: list, root: Path) -> tuple[list[int], str]:
+    """Positions of the labelled pairs in the pool, and the split's id: the images of a published
+    list (data.split_lists.<name>, a labeled.txt), else a seeded draw from the sorted file list."""
+    keys = [relative_key(image, root) for image, _ in pairs]
+    position = {k: i for i, k in enumerate(keys)}
+    listed = dict(data_cfg.split_lists or {}).get(name)
+    if listed:
+        chosen = pairs_from_list(pairs, listed, root)
+        return sorted(position[relative_key(image, root)] for image, _ in chosen), \
+            f"{name}/list:{Path(listed).parent.name}/{Path(listed).name}"
+    n = count_for(data_cfg, len(pairs), name)
+    names, _ = file_split(keys, n, data_cfg.split_seed)
+    return sorted(position[k] for k in names), f"{name}/n{n}/s{data_cfg.split_seed}"
 
 
 @dataclass
@@ -208,14 +203,17 @@ def load_real(data_cfg, name: str) -> RealDomain:
     pairs = get_source(ds.source).list_pairs(root, ds.train)
     if not pairs:
         raise SourceError(f"{name}: no image/label pairs in the {ds.train} split under {root}")
-    names = [_relative(img, root) for img, _ in pairs]
-    n = count_for(data_cfg, len(pairs), name)
-    labelled, unlabelled = split_pool(names, n, data_cfg.split_seed)
+    chosen, split_id = labelled_positions(data_cfg, name, pairs, root)
+    labelled = torch.tensor(chosen, dtype=torch.long)
+    rest = torch.ones(len(pairs), dtype=torch.bool)
+    rest[labelled] = False
+    unlabelled = torch.nonzero(rest).flatten()
+    digest = split_hash(relative_key(pairs[i][0], root) for i in chosen)
     geometry = pipeline.Geometry(
         resize=_size(data_cfg.resize, ds.resize), crop=_size(data_cfg.crop, ds.crop),
         scale=tuple(data_cfg.scale) if data_cfg.scale else (1.0, 1.0), hflip=data_cfg.hflip)
     return RealDomain(
         name=name, classes=classes_of(name), labelled=labelled, unlabelled=unlabelled,
-        split_id=f"{name}/n{n}/s{data_cfg.split_seed}", split_hash=split_hash(names[i] for i in labelled.tolist()), root=root,
+        split_id=split_id, split_hash=digest, root=root,
         train_pairs=pairs, geometry=geometry, val_resize=_size(data_cfg.val_resize, ds.val_resize),
         workers=data_cfg.workers, prefetch=data_cfg.prefetch, val_images=data_cfg.val_images)
