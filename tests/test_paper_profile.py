@@ -16,7 +16,7 @@ SMALL = ["model.encoder=tiny", "model.width=8", "model.head=fcn", "train.iterati
          "train.eval_every=2", "contrastive.warmup=1", "contrastive.proj_dim=16",
          "contrastive.attention_hidden=16", "data.batch_size=2", "data.unlabelled_batch_size=1",
          "data.resize=[32,64]", "data.crop=[32,32]", "data.val_resize=[32,64]",
-         "data.workers=1"]
+         "data.workers=1", "data.check_counts=false"]
 
 
 @pytest.mark.slow

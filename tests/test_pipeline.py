@@ -10,12 +10,13 @@ import fixtures_real as fx
 from unisemi.config import ConfigError, load_config
 from unisemi.data import load_domain, pipeline, real
 from unisemi.data.sources.errors import SourceError
-from unisemi.data.splits import file_split, split_hash, write_split_lists
+from unisemi.data.splits import file_split, read_split_list, split_hash, write_split_lists
 from unisemi.evaluate import evaluate_pairs
 from unisemi.train import fit
 
 TINY = ["model.width=8", "data.resize=[32,64]", "data.crop=[32,32]", "data.val_resize=[32,64]",
-        "data.batch_size=2", "train.iterations=2", "train.eval_every=2", "data.workers=0"]
+        "data.batch_size=2", "train.iterations=2", "train.eval_every=2", "data.workers=0",
+        "data.check_counts=false"]   # fixture trees hold a few files, not the published counts
 
 
 def _cfg(*overrides):
@@ -235,6 +236,24 @@ def test_a_corrupt_file_in_a_worker_is_one_error_naming_it(city_root):
     with pytest.raises(SourceError, match=bad.name):
         fit(_cfg("data.domains=[cityscapes]", "data.n_labelled=3", "data.workers=1",
                  "data.batch_size=3"))
+
+
+def test_a_partial_dataset_is_an_error_unless_asked_for(city_root):
+    with pytest.raises(SourceError, match=r"3 image/label pairs .* expected 2975 .*data check cityscapes"):
+        load_domain(_cfg("data.domains=[cityscapes]", "data.n_labelled=1", "data.check_counts=true").data,
+                    "cityscapes")
+
+
+def test_data_split_exports_the_split_a_run_draws(city_root, tmp_path, capsys):
+    from unisemi.cli import main
+    assert main(["data", "split", "cityscapes", "--n", "2", "--seed", "1", "--out", str(tmp_path / "s")]) == 0
+    dd = load_domain(_cfg("data.domains=[cityscapes]", "data.n_labelled=2", "data.split_seed=1").data,
+                     "cityscapes")
+    labelled = read_split_list(tmp_path / "s" / "labeled.txt", city_root)
+    unlabelled = read_split_list(tmp_path / "s" / "unlabeled.txt", city_root)
+    assert [p[0] for p in labelled] == [dd.train_pairs[i][0] for i in dd.labelled.tolist()]
+    assert [p[0] for p in unlabelled] == [dd.train_pairs[i][0] for i in dd.unlabelled.tolist()]
+    assert dd.split_hash in capsys.readouterr().out
 
 
 def test_different_sizes_without_a_crop_say_what_to_set(city_root):

@@ -49,6 +49,7 @@ class DataConfig:
     crop: tuple[int, ...] = ()         # (H, W) random crop; () = the dataset's protocol, [0, 0] = none
     val_resize: tuple[int, ...] = ()   # (H, W) the val image is inferred at (logits upsampled to the label)
     workers: int = 2                   # decoding worker processes per stream (0 = in the loop's process)
+    check_counts: bool = True          # a train split with other than the published count is an error
     prefetch: int = 2                  # batches each worker decodes ahead
 
 

@@ -285,6 +285,15 @@ def add_parser(sub) -> None:
     chk.add_argument("--show", type=int, default=20, metavar="N", help="problems shown per kind (default 20)")
     chk.add_argument("--json", action="store_true", help="print the report as JSON")
     chk.set_defaults(func=cmd_data_check)
+    split = actions.add_parser("split", help="write the labelled split a run draws as labeled.txt / unlabeled.txt")
+    split.add_argument("dataset", help="a real domain name (cityscapes, pascal_voc, ...)")
+    split.add_argument("--root", default=None, help="the dataset's root (default: $UNISEMI_DATA/<dataset>)")
+    how = split.add_mutually_exclusive_group(required=True)
+    how.add_argument("--n", type=int, help="labelled images")
+    how.add_argument("--fraction", type=float, help="labelled share of the pool, e.g. 0.0333 (ceil)")
+    split.add_argument("--seed", type=int, default=0, help="data.split_seed (default 0)")
+    split.add_argument("--out", required=True, help="folder for labeled.txt and unlabeled.txt")
+    split.set_defaults(func=cmd_data_split)
 
 
 def cmd_data_check(args) -> int:
@@ -299,3 +308,23 @@ def cmd_data_check(args) -> int:
     else:
         print(format_report(args.dataset, args.root, reports, args.show))
     return 1 if problem_count(reports) else 0
+
+
+def cmd_data_split(args) -> int:
+    """Export exactly the split a run with these settings trains on, for reuse elsewhere."""
+    from unisemi.config import load_config
+    from unisemi.data import real
+    from unisemi.data.splits import write_split_lists
+
+    if args.dataset not in real.DATASETS:
+        raise SourceError(f"unknown dataset '{args.dataset}' (known: {', '.join(real.DATASETS)})")
+    sets = [f"data.split_seed={args.seed}", "data.check_counts=false"]
+    sets.append(f"data.n_labelled={args.n}" if args.n is not None else f"data.labelled_fraction={args.fraction}")
+    if args.root:
+        sets.append(f"data.roots.{args.dataset}={args.root}")
+    domain = real.load_real(load_config(None, sets).data, args.dataset)
+    pick = lambda idx: [domain.train_pairs[i] for i in idx.tolist()]  # noqa: E731
+    written = write_split_lists(args.out, pick(domain.labelled), pick(domain.unlabelled), domain.root)
+    print(f"{domain.split_id}: {len(domain.labelled)} labelled + {len(domain.unlabelled)} unlabelled "
+          f"(split_hash {domain.split_hash}) -> {', '.join(map(str, written))}")
+    return 0

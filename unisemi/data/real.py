@@ -203,6 +203,12 @@ def load_real(data_cfg, name: str) -> RealDomain:
     pairs = get_source(ds.source).list_pairs(root, ds.train)
     if not pairs:
         raise SourceError(f"{name}: no image/label pairs in the {ds.train} split under {root}")
+    expected = getattr(get_source(ds.source), "EXPECTED", {}).get(ds.train)
+    if data_cfg.check_counts and expected is not None and len(pairs) != expected:
+        # A partial download trains without complaint and gives a table nobody can compare.
+        raise SourceError(f"{name}: {len(pairs)} image/label pairs in the {ds.train} split under {root}, "
+                          f"expected {expected} (python -m unisemi data check {ds.source} {root} lists what "
+                          f"is missing; set data.check_counts=false to train on a subset on purpose)")
     chosen, split_id = labelled_positions(data_cfg, name, pairs, root)
     labelled = torch.tensor(chosen, dtype=torch.long)
     rest = torch.ones(len(pairs), dtype=torch.bool)
