@@ -49,3 +49,37 @@ def write_rows(results, spec, trials, iterations=(3, 6), wall_per_eval=2.0, fini
         if finished:
             store.finalize(t.key)
     return store
+
+
+def html_tables(html: str) -> dict:
+    """{table id: [[cell text, ...] per row]} of a page, parsed with the standard library."""
+    from html.parser import HTMLParser
+
+    class Tables(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.tables, self.current, self.row, self.cell = {}, None, None, None
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "table":
+                self.current = self.tables.setdefault(dict(attrs).get("id", ""), [])
+            elif tag == "tr" and self.current is not None:
+                self.row = []
+                self.current.append(self.row)
+            elif tag in ("td", "th") and self.row is not None:
+                self.cell = []
+
+        def handle_endtag(self, tag):
+            if tag in ("td", "th") and self.cell is not None:
+                self.row.append(" ".join("".join(self.cell).split()))
+                self.cell = None
+            elif tag == "table":
+                self.current = self.row = None
+
+        def handle_data(self, data):
+            if self.cell is not None:
+                self.cell.append(data)
+
+    parser = Tables()
+    parser.feed(html)
+    return parser.tables
