@@ -117,12 +117,24 @@ def test_the_significance_mark_follows_welchs_test(tmp_path):
     assert shown == {"a": "41.0 ± 1.0 (n=3)", "b": "43.0 ± 1.0 (n=3)", "c": "45.0 ± 1.0 (n=3) *"}
 
 
+def test_a_two_domain_trial_costs_once_on_the_page_and_in_the_footnote(tmp_path):
+    spec = load_spec(str(tiny_spec(tmp_path / "specs", seeds=1, domains={"main": "city", "far": "town"})))
+    trials, pending = expand(spec)
+    write_rows(tmp_path / "r", spec, trials)
+    df = TableStore(tmp_path / "r", spec.suite, spec.name).read()
+    assert len(df[df["is_final"]]) == 4                  # 2 trials x 2 domains
+    meta = site.write_page(tmp_path / "r", spec.suite, spec.name, df, trials, pending, "laptop", spec)
+    assert meta["device_s"] == pytest.approx(8.0)         # 2 trials x 4 s, not 4 rows x 4 s
+    _, _, notes = table_parts(spec, df, trials, pending, "laptop")
+    assert "Cost: 0.002 device-hours over 2 trials" in " ".join(notes)
+
+
 def test_the_config_diff_lists_exactly_the_keys_each_cell_overrides(tables):
     specs, trials, results = tables
     cells = _page(results, "tiny")["config-cells"][1:]
-    listed = {}
-    for label, key, value, preset in ([r[0] or None, *r[1:]] for r in cells):
-        cell = label or cell
+    listed, cell = {}, None
+    for label, key, value, preset in cells:
+        cell = label or cell                  # a cell's name is on its first key's row only
         listed.setdefault(cell, {})[key] = (value, preset)
     # supervised_city's lr is 0.1, its weight decay 5e-4; the tiny profile's own keys are the preset's
     assert listed == {"variant=a": {"optim.lr": ("0.01", "0.1")},

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from unisemi.ablation.plots import _pyplot
-from unisemi.ablation.spec import cell_id
+from unisemi.ablation.plots import _pyplot, plot_table
+from unisemi.ablation.rows import selected_rows
+from unisemi.ablation.spec import Spec, cell_id
 
 TIME_PARTS = ("launch_s", "setup_s", "data_s", "train_s", "eval_s")
 
@@ -106,6 +107,48 @@ def cost_frame(rows: pd.DataFrame, order=()) -> pd.DataFrame:
     out.insert(0, "device_s", g["device_s"].sum())
     out.insert(0, "trials", g.size())
     return out.loc[_ordered(out.index, order)].reset_index()
+
+
+def _clear_figures(folder: Path) -> None:
+    """Figures of an earlier render (a domain or section that has no rows any more) would stay
+    beside the page and look current."""
+    for old in folder.glob("*.png"):
+        old.unlink()
+
+
+def draw_figures(spec: Spec | None, current: pd.DataFrame, summary, folder: Path, metric: str, order) -> dict:
+    """Every figure of a page, written into `folder` (earlier ones removed): {section: [(file
+    name, caption)]}. Without a spec, the final evaluations stand in for the selected ones."""
+    folder.mkdir(parents=True, exist_ok=True)
+    _clear_figures(folder)
+    out: dict = {"plot": [], "curves": [], "classes": [], "spread": []}
+    sel = selected_rows(spec, current) if spec is not None else _final_ok(current)
+    if spec is not None and summary is not None and len(sel):
+        if plot_table(spec, current, summary, folder) is not None:
+            out["plot"].append(("plot.png", "ours (mean ± sd over trials) beside the paper's numbers"))
+    curves = curve_frame(current, metric, order)
+    if len(curves):
+        draw_curves(curves, metric, folder / "curves.png")
+        out["curves"].append(("curves.png", f"{metric} at every stored evaluation; band: ± one std over trials"))
+    baseline = {str(k): str(v) for k, v in ((spec.raw.get("baseline") or {}) if spec else {}).items()}
+    for dkey in dict.fromkeys(sel["domain_key"]) if len(sel) else ():
+        if baseline:
+            frame = class_delta_frame(sel, dkey, baseline, list(spec.axes), order)
+            what = "IoU minus the baseline cell's (" + ", ".join(f"{a}={v}" for a, v in baseline.items()) + ")"
+        else:
+            frame, what = class_frame(sel, dkey, order), "IoU (no baseline cell in the spec)"
+        name = f"classes_{dkey}.png"
+        draw_classes(frame, f"{dkey}: per-class {what}", folder / name, delta=bool(baseline))
+        out["classes"].append((name, f"{dkey}: per-class {what}, mean over trials"))
+    spread = spread_frame(sel, metric, order)
+    if len(spread):
+        draw_spread(spread, metric, folder / "spread.png")
+        out["spread"].append(("spread.png", "each trial's value in the table, per cell"))
+    return out
+
+
+def _final_ok(rows: pd.DataFrame) -> pd.DataFrame:
+    return rows[rows["is_final"] & (rows["status"] == "ok")] if len(rows) else rows
 
 
 def _save(fig, path: Path) -> Path:

@@ -322,7 +322,8 @@ def footnotes_for(spec: Spec, df: pd.DataFrame, pending: dict, profile: str | No
         notes.append(f"Not run yet, {reason}: {'; '.join(cids)}.")
     if len(sel):
         wall = df[df["is_final"] & (df["status"] == "ok")]
-        hours = wall["device_hours"].sum()
+        # A trial of several domains has one final row per domain, each with the trial's whole cost.
+        hours = wall.drop_duplicates("trial")["device_hours"].sum()
         revs = ", ".join(sorted(set(wall["git_rev"].dropna())))
         notes.append(f"Cost: {hours:.3f} device-hours over {wall['trial'].nunique()} trials; git {revs}.")
     notes += [str(f) for f in spec.raw.get("footnotes") or []]

@@ -23,8 +23,8 @@ import pandas as pd
 from unisemi.ablation import figures
 from unisemi.ablation.ledger import config_diff
 from unisemi.ablation.report import _fmt, _header_name, _num, build_grid, grid_entries, table_parts, write_outputs
-from unisemi.ablation.rows import in_expansion, selected_rows, trial_states
-from unisemi.ablation.spec import SpecError, Spec, Trial, expand, load_spec, preset_values
+from unisemi.ablation.rows import in_expansion, trial_states
+from unisemi.ablation.spec import SpecError, Spec, Trial, cell_id, expand, load_spec, preset_values
 from unisemi.ablation.store import TableStore, rows_root
 from unisemi.atomic import atomic_write_text
 from unisemi.config import ConfigError, _merge, build_config, to_dict
@@ -166,50 +166,6 @@ def cell_configs(trials, current: pd.DataFrame) -> dict:
     return out
 
 
-def _clear_figures(folder: Path) -> None:
-    """Figures of an earlier render (a domain or section that has no rows any more) would stay
-    beside the page and look current."""
-    for old in folder.glob("*.png"):
-        old.unlink()
-
-
-def draw_figures(spec: Spec | None, current: pd.DataFrame, summary, folder: Path, metric: str, order) -> dict:
-    """Every figure of a page, written into `folder`: {section: [(file name, caption)]}, plus the
-    frames some sections also print ('classes': [(domain, frame, is_delta)])."""
-    folder.mkdir(parents=True, exist_ok=True)
-    _clear_figures(folder)
-    out: dict = {"plot": [], "curves": [], "classes": [], "spread": [], "class_frames": []}
-    sel = selected_rows(spec, current) if spec is not None else _final_ok(current)
-    if spec is not None and summary is not None and len(sel):
-        from unisemi.ablation.plots import plot_table
-        if plot_table(spec, current, summary, folder) is not None:
-            out["plot"].append(("plot.png", "ours (mean ± sd over trials) beside the paper's numbers"))
-    curves = figures.curve_frame(current, metric, order)
-    if len(curves):
-        figures.draw_curves(curves, metric, folder / "curves.png")
-        out["curves"].append(("curves.png", f"{metric} at every stored evaluation; band: ± one std over trials"))
-    baseline = {str(k): str(v) for k, v in ((spec.raw.get("baseline") or {}) if spec else {}).items()}
-    for dkey in dict.fromkeys(sel["domain_key"]) if len(sel) else ():
-        if baseline:
-            frame = figures.class_delta_frame(sel, dkey, baseline, list(spec.axes), order)
-            what = "IoU minus the baseline cell's (" + ", ".join(f"{a}={v}" for a, v in baseline.items()) + ")"
-        else:
-            frame, what = figures.class_frame(sel, dkey, order), "IoU (no baseline cell in the spec)"
-        name = f"classes_{dkey}.png"
-        figures.draw_classes(frame, f"{dkey}: per-class {what}", folder / name, delta=bool(baseline))
-        out["classes"].append((name, f"{dkey}: per-class {what}, mean over trials"))
-        out["class_frames"].append((dkey, frame, bool(baseline)))
-    spread = figures.spread_frame(sel, metric, order)
-    if len(spread):
-        figures.draw_spread(spread, metric, folder / "spread.png")
-        out["spread"].append(("spread.png", "each trial's value in the table, per cell"))
-    return out
-
-
-def _final_ok(rows: pd.DataFrame) -> pd.DataFrame:
-    return rows[rows["is_final"] & (rows["status"] == "ok")] if len(rows) else rows
-
-
 # --- pages --------------------------------------------------------------------------------------
 
 def _env():
@@ -256,15 +212,15 @@ def write_page(results, suite: str, table: str, df: pd.DataFrame, trials, pendin
     returns what the index shows for it (also written to page.json beside the figures)."""
     if spec is not None:
         current, summary, notes = table_parts(spec, df, trials, pending, profile)
-        metric, order, title = spec.metric, [c["cell"] for c in _cells(spec)], spec.title
+        metric, order, title = spec.metric, _cell_ids(spec), spec.title
     else:
         current, summary, notes = in_expansion(df, trials), None, []
         metric, order, title = "miou", [], f"{suite}/{table} (no spec found: rows only)"
     folder = assets_dir(results, suite, table)
-    figs = draw_figures(spec, current, summary, folder, metric, order)
-    status = status_of(current, trials)
+    figs = figures.draw_figures(spec, current, summary, folder, metric, order)
+    counts = status_of(current, trials)
     cost = figures.trial_costs(current)["device_s"].sum() if len(current) else 0.0
-    meta = {"suite": suite, "table": table, "title": title, "status": status.pop("text"), **status,
+    meta = {"suite": suite, "table": table, "title": title, "status": counts.pop("text"), **counts,
             "device_s": float(cost), "last": str(current["time_utc"].max()) if len(current) else "",
             "profile": profile, "href": f"{suite}/{table}.html",
             "spec": str(Path(spec.path).resolve()) if spec is not None else None}
@@ -281,9 +237,8 @@ def write_page(results, suite: str, table: str, df: pd.DataFrame, trials, pendin
     return meta
 
 
-def _cells(spec: Spec) -> list[dict]:
-    from unisemi.ablation.spec import cell_id
-    return [{"cell": cell_id(c)} for c in spec.cells()]
+def _cell_ids(spec: Spec) -> list[str]:
+    return [cell_id(c) for c in spec.cells()]
 
 
 def _now() -> str:
@@ -300,7 +255,7 @@ def find_spec(results, suite: str, table: str, df: pd.DataFrame) -> Spec | None:
             spec = load_spec(name)
         except (SpecError, ConfigError):
             continue
-        if (spec.suite, spec.name) == (suite, table) and set(df["cell"]) & {c["cell"] for c in _cells(spec)}:
+        if (spec.suite, spec.name) == (suite, table) and set(df["cell"]) & set(_cell_ids(spec)):
             return spec
     return None
 
