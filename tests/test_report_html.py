@@ -70,6 +70,16 @@ def test_the_index_lists_exactly_the_tables_with_rows_with_status_and_cost(table
     assert body["contrastive/tiny"]["last row (UTC)"] == "2026-12-01T10:00:01+00:00"
 
 
+def test_a_run_of_one_table_renders_the_missing_page_of_another_but_not_its_table_files(copied):
+    specs, _, results = copied
+    shutil.rmtree(results / "tables" / "contrastive" / "other")
+    site.page_path(results, "contrastive", "other").unlink()
+    assert cli.main([str(specs["tiny"].path), "--results", str(results), "--report-only"]) == 0
+    assert site.page_path(results, "contrastive", "other").exists()
+    assert not (results / "tables" / "contrastive" / "other").exists()
+    assert "table.md" not in site.page_path(results, "contrastive", "other").read_text()
+
+
 def test_a_failed_trial_is_counted_in_the_status(copied):
     specs, trials, results = copied
     store = TableStore(results, "contrastive", "other")

@@ -260,19 +260,20 @@ def find_spec(results, suite: str, table: str, df: pd.DataFrame) -> Spec | None:
     return None
 
 
-def rebuild_page(results, suite: str, table: str, log=print) -> dict:
-    """Rewrite a table's outputs (table.md/.tex/.csv, plot) and its page from the stored rows."""
+def rebuild_page(results, suite: str, table: str, log=print, outputs: bool = True) -> dict:
+    """Rewrite a table's page from the stored rows, and with `outputs` its table.md/.tex/.csv and plot."""
     df = TableStore(results, suite, table, log=log).read()
     spec = find_spec(results, suite, table, df)
     trials, pending, profile = infer_expansion(spec, df)
-    if spec is not None:
+    if spec is not None and outputs:
         write_outputs(spec, df, Path(results) / "tables" / suite / table, pending, profile, trials=trials)
     return write_page(results, suite, table, df, trials, pending, profile, spec)
 
 
 def write_index(results, log=print) -> Path:
     """results/report/index.html over every table with rows; a table without a page yet (rows from
-    before the report existed) gets its page rendered first."""
+    before the report existed) gets its page rendered first, but not its table files: a run of
+    one table leaves the outputs of the others as they are."""
     tables = stored_tables(results)
     if not tables:
         raise ReportError(f"{rows_root(results)}: no stored rows, nothing to report "
@@ -281,7 +282,7 @@ def write_index(results, log=print) -> Path:
     for suite, table in tables:
         meta = assets_dir(results, suite, table) / META
         metas.append(json.loads(meta.read_text()) if meta.exists() and page_path(results, suite, table).exists()
-                     else rebuild_page(results, suite, table, log))
+                     else rebuild_page(results, suite, table, log, outputs=False))
     html = _env().get_template("index.html.j2").render(tables=metas, generated=_now(),
                                                        total_s=sum(m["device_s"] for m in metas))
     return atomic_write_text(report_root(results) / "index.html", html)
