@@ -258,6 +258,10 @@ def test_the_runner_writes_its_tables_page_and_report_only_rewrites_it(tmp_path,
     for line in csv.itertuples():
         assert shown[line.cell.split("=")[1]].startswith(f"{line.mean:.1f} (n=1)")
     assert {r[0] for r in rows["costs"][1:]} == {"variant=a", "variant=b"}
+    # what the trials stored: the launcher's choices (threads) are not differences of a cell
+    assert [r[:3] for r in rows["config-cells"][1:]] == [["variant=a", "optim.lr", "0.01"],
+                                                         ["variant=b", "optim.lr", "0.02"]]
+    assert "config-common" not in rows
     meta = json.loads((site.assets_dir(results, "contrastive", "run2") / site.META).read_text())
     assert meta["status"] == "complete" and meta["device_s"] > 0
     page.unlink()
