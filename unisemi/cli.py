@@ -71,6 +71,18 @@ def cmd_pretrain(args) -> int:
     return pretrain_main(args)
 
 
+def cmd_report(args) -> int:
+    from unisemi.ablation.site import build_site, report_root
+    from unisemi.ablation.store import StoreError, check_results_dir
+    try:
+        check_results_dir(args.results)
+    except StoreError as exc:          # a file, an earlier layout, no write permission: one line
+        raise ValueError(str(exc)) from None
+    written = build_site(args.results, log=lambda msg: print(msg, file=sys.stderr))
+    print(f"wrote {len(written) - 1} table page(s) and {report_root(args.results) / 'index.html'}")
+    return 0
+
+
 def stage_builders() -> dict:
     """{stage name: rebuild(recipe, fit) -> folder}: how each kind of stage is made again."""
     from unisemi import pretrain
@@ -147,6 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("action", choices=("list", "rebuild"))
     st.add_argument("stage", nargs="?", help="for rebuild: <name>-<hash>, as listed")
     st.set_defaults(func=cmd_stages)
+    rep = sub.add_parser("report", help="rebuild the HTML report of every stored table "
+                         "(results/report/index.html and one page per table)")
+    rep.add_argument("--results", default="results", help="results directory (default: ./results)")
+    rep.set_defaults(func=cmd_report)
     from unisemi.viz import add_parser as add_viz
     add_viz(sub)
     from unisemi.data.check import add_parser as add_data

@@ -8,6 +8,7 @@ from pathlib import Path
 from unisemi.ablation.ledger import ConfigChanged
 from unisemi.ablation.lock import LockHeld
 from unisemi.ablation.runner import RunnerError
+from unisemi.ablation.site import ReportError
 from unisemi.ablation.spec import SpecError, all_specs, expand, load_spec, parse_only
 from unisemi.ablation.store import StoreError
 from unisemi.ablation.trackers import TrackerError, add_tracker_option
@@ -28,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=None, help="seeds per cell (default: the spec's)")
     p.add_argument("--dry-run", action="store_true", help="print trials, resources and cost, then exit")
     p.add_argument("--resume", action="store_true", help="run only the trials not yet stored")
-    p.add_argument("--report-only", action="store_true", help="rewrite the outputs from stored results")
+    p.add_argument("--report-only", action="store_true",
+                   help="rewrite the outputs and the table's HTML page from stored results")
     p.add_argument("--address", default=None, help="join a running Ray cluster ('auto')")
     p.add_argument("--workers-per-trial", type=int, default=0,
                    help="0 = fit inside the trial (laptop); N >= 1 = a TorchTrainer with N DDP workers")
@@ -75,7 +77,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _main(args)
-    except (SpecError, ConfigError, RunnerError, StoreError, LockHeld, ConfigChanged, TrackerError) as exc:
+    except (SpecError, ConfigError, RunnerError, StoreError, LockHeld, ConfigChanged, TrackerError,
+            ReportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
@@ -135,4 +138,10 @@ def _main(args) -> int:
     paths = write_outputs(spec, df, out_dir, pending, args.profile, trials=trials)
     print((out_dir / "table.md").read_text())
     print("wrote " + ", ".join(str(p) for p in paths.values()))
+    from unisemi.ablation import site
+    if not len(df):                    # nothing ran (every cell pending): no page, as in the index
+        return 0
+    site.write_page(args.results, spec.suite, spec.name, df, trials, pending, args.profile, spec)
+    print(f"report: {site.page_path(args.results, spec.suite, spec.name)} "
+          f"(all tables: {site.write_index(args.results, log=_stderr)})")
     return 0

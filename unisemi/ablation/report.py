@@ -177,23 +177,38 @@ def markdown(spec: Spec, summary: pd.DataFrame, footnotes: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _body_rows(spec, row_keys, groups, cells, best, tex: bool):
-    """(row label, [ours, paper, delta] per column group) for every row of the layout."""
-    dash = "--" if tex else "–"
+def grid_entries(spec, row_keys, groups, cells, best):
+    """(row label, [entry per column group]) for every row of the layout; an entry is None for an
+    empty grid position, else {'line': summary line, 'bold': best mean of its column, 'sig': p < 0.05
+    against the baseline}. The Markdown, LaTeX and HTML tables all format these."""
     for rk in row_keys:
         label = rk[0] + (f" ({', '.join(rk[1:])})" if len(rk) > 1 else "")
         out = []
         for c, d in groups:
             line = cells[(rk, c, d)]
             if line is None:
-                out += [dash] * 3
+                out.append(None)
                 continue
             is_best = best.get((c, d)) is not None and line["n"] and line["mean"] == best[(c, d)]
             sig = not math.isnan(line["p_value"]) and line["p_value"] < 0.05
-            out += [_fmt(line["mean"], line["std"], line["n"], sig, bool(is_best), tex=tex,
+            out.append({"line": line, "bold": bool(is_best), "sig": bool(sig)})
+        yield _row_label(spec, spec.layout["rows"], rk[0], label), out
+
+
+def _body_rows(spec, row_keys, groups, cells, best, tex: bool):
+    """(row label, [ours, paper, delta] per column group) for every row of the layout."""
+    dash = "--" if tex else "–"
+    for label, entries in grid_entries(spec, row_keys, groups, cells, best):
+        out = []
+        for e in entries:
+            if e is None:
+                out += [dash] * 3
+                continue
+            line = e["line"]
+            out += [_fmt(line["mean"], line["std"], line["n"], e["sig"], e["bold"], tex=tex,
                          expected=line.get("n_expected")),
                     _num(line["paper"]).replace("–", dash), _num(line["delta"], True).replace("–", dash)]
-        yield _row_label(spec, spec.layout["rows"], rk[0], label), out
+        yield label, out
 
 
 def _row_label(spec, axis, level, default) -> str:
@@ -307,11 +322,20 @@ def footnotes_for(spec: Spec, df: pd.DataFrame, pending: dict, profile: str | No
         notes.append(f"Not run yet, {reason}: {'; '.join(cids)}.")
     if len(sel):
         wall = df[df["is_final"] & (df["status"] == "ok")]
-        hours = wall["device_hours"].sum()
+        # A trial of several domains has one final row per domain, each with the trial's whole cost.
+        hours = wall.drop_duplicates("trial")["device_hours"].sum()
         revs = ", ".join(sorted(set(wall["git_rev"].dropna())))
         notes.append(f"Cost: {hours:.3f} device-hours over {wall['trial'].nunique()} trials; git {revs}.")
     notes += [str(f) for f in spec.raw.get("footnotes") or []]
     return notes
+
+
+def table_parts(spec: Spec, df: pd.DataFrame, trials, pending: dict, profile: str):
+    """(rows of the expansion, summary, footnotes): what table.md and the HTML page both show."""
+    current = in_expansion(df, trials)
+    summary = summarize(spec, current, trials)
+    notes = footnotes_for(spec, current, pending or {}, profile, summary, set_aside(df, trials, profile))
+    return current, summary, notes
 
 
 def write_outputs(spec: Spec, df: pd.DataFrame, out_dir: Path, pending: dict | None = None,
@@ -323,9 +347,7 @@ def write_outputs(spec: Spec, df: pd.DataFrame, out_dir: Path, pending: dict | N
     if trials is None:
         trials, pending_now = expand(spec, profile)
         pending = pending_now if pending is None else pending
-    current = in_expansion(df, trials)
-    summary = summarize(spec, current, trials)
-    notes = footnotes_for(spec, current, pending or {}, profile, summary, set_aside(df, trials, profile))
+    current, summary, notes = table_parts(spec, df, trials, pending, profile)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
     for name, text in (("table.md", markdown(spec, summary, notes)), ("table.tex", latex(spec, summary, notes))):

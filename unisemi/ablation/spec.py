@@ -373,6 +373,11 @@ def check_method_keys(spec: Spec, cell: dict, cid: str, method: str) -> None:
                             f"{axis}={level} sets '{keys[0]}', a key of another method that this cell ignores")
 
 
+def preset_values(spec: Spec, profile_body: dict) -> dict:
+    """The values every cell of a profile starts from: the spec's preset under the profile's `set`."""
+    return _merge(load_values(spec.raw["preset"]), dotted_to_nested(profile_body.get("set") or {}))
+
+
 def expand(spec: Spec, profile: str = "laptop", seeds: int | None = None,
            overrides: dict | None = None, only: dict | None = None) -> tuple[list[Trial], dict]:
     """All trials of a spec (restricted to the cells whose levels are in `only`, if given), plus
@@ -397,7 +402,7 @@ def expand(spec: Spec, profile: str = "laptop", seeds: int | None = None,
             raise SpecError(f"{spec.path}: profile '{profile}' maps '{key}' to '{name}', which is neither "
                             f"a domain of the embedded world nor a real dataset "
                             f"(known: {', '.join(known_domains())})")
-    base = _merge(load_values(spec.raw["preset"]), dotted_to_nested(prof.get("set") or {}))
+    base = preset_values(spec, prof)
     splits = spec.raw.get("splits", "same")
     trials, pending = [], {}
     for cell in spec.cells():
