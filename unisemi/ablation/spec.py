@@ -30,19 +30,6 @@ LAYOUT_KEYS = {"rows", "columns"}
 PLOT_KEYS = {"kind", "axis", "log", "x"}
 
 
-# Where each real dataset's files are expected under data.root (the layouts of the official
-# releases; ../shared/notes/datasets.md has the details).
-REAL_LAYOUTS = {
-    "cityscapes": "leftImg8bit/{train,val}/<city>/*_leftImg8bit.png + gtFine/{train,val}/<city>/*_gtFine_labelTrainIds.png",
-    "camvid": "{train,val,test}/*.png + {train,val,test}annot/*.png (SegNet layout)",
-    "idd": "leftImg8bit/{train,val}/<seq>/*_leftImg8bit.png + gtFine/{train,val}/<seq>/*_gtFine_labellevel3Ids.png",
-    "sunrgbd": "image/{train,test}/*.jpg + label37/{train,test}/*.png",
-    "pascal_voc": "JPEGImages/*.jpg + SegmentationClassAug/*.png + ImageSets/Segmentation/{train_aug,val}.txt",
-    "gta5": "images/*.png + labels/*.png (Cityscapes label ids)",
-    "synthia": "RGB/*.png + GT/LABELS/*.png (SYNTHIA-RAND-CITYSCAPES)",
-}
-
-
 class SpecError(ValueError):
     """A problem with a spec file; the message names the file, key and value."""
 

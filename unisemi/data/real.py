@@ -24,7 +24,7 @@ import torch
 
 from unisemi.data import pipeline
 from unisemi.data.splits import count_from_ratio, file_split, pairs_from_list, relative_key, split_hash
-from unisemi.data.sources import cityscapes, get_source, synthia
+from unisemi.data.sources import get_source, synthia
 from unisemi.data.sources._common import read_rgb
 from unisemi.data.sources.errors import SourceError
 
