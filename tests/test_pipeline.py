@@ -165,14 +165,16 @@ def test_short_fit_on_each_evaluated_dataset(name, tmp_path, monkeypatch):
     assert out["splits"][name]["n_labelled"] == 2
 
 
-def test_a_real_source_domain_adapts_to_a_real_target(tmp_path, monkeypatch):
-    for name in ("cityscapes13", "synthia13"):
+@pytest.mark.parametrize("target, source, classes", [("cityscapes13", "synthia13", 13),
+                                                      ("cityscapes", "gta5", 19)])
+def test_a_real_source_domain_adapts_to_a_real_target(target, source, classes, tmp_path, monkeypatch):
+    for name in (target, source):
         _build(name, tmp_path)
     monkeypatch.setenv("UNISEMI_DATA", str(tmp_path))
-    cfg = _cfg("method=ass", "data.domains=[cityscapes13]", "ass.source_domain=synthia13",
+    cfg = _cfg("method=ass", f"data.domains=[{target}]", f"ass.source_domain={source}",
                "data.n_labelled=1", "data.unlabelled_batch_size=1")
     out = fit(cfg)
-    assert len(out["final"]["domains"]["cityscapes13"]["iou"]) == 13
+    assert len(out["final"]["domains"][target]["iou"]) == classes
 
 
 def test_a_universal_run_mixes_the_embedded_world_with_a_real_dataset(tmp_path, monkeypatch):
