@@ -66,7 +66,7 @@ class Batches:
         self.sizes = {"labelled": b, "unlabelled": bu}
         # A real dataset streams from worker processes (flips included); the embedded world is
         # indexed and flipped here, as it always was.
-        pin = device.type == "cuda"
+        pin = torch.device(device).type == "cuda"
         self.labelled, self.unlabelled, self.streams = {}, {}, {"labelled": {}, "unlabelled": {}}
         for i, (d, dd) in enumerate(self.domains.items()):
             if is_real(d):
