@@ -396,14 +396,16 @@ def config_domains(cfg) -> list[str]:
 
 
 def priced_trials(spec, profile: str = "paper", seeds=None, overrides=None, only=None):
-    """(trials, pending, real): `expand` of the spec; where the profile maps table domains to real
-    datasets that configs cannot resolve yet, each is replaced by its synthetic stand-in (same label
-    space and train-set size) and `real` maps the stand-in back, so the domains are priced as the
-    real datasets. No data is read either way."""
+    """(trials, pending, real): `expand` of the spec, and {synthetic domain: real dataset} for
+    pricing. Where the profile maps table domains to real datasets that configs cannot resolve
+    yet, each is replaced by its synthetic stand-in (same label space and train-set size) for the
+    expansion. In the paper profile every stand-in is priced as the dataset it stands in for,
+    also one a level names (contrastive/table4's `game` source is GTA5). No data is read."""
     from unisemi.ablation.spec import Spec, SpecError, expand
+    real = {s: r for r, s in stand_ins().items()} if profile == "paper" else {}
     try:
         trials, pending = expand(spec, profile, seeds, overrides, only)
-        return trials, pending, {}
+        return trials, pending, real
     except SpecError:
         prof = (spec.raw.get("profiles") or {}).get(profile) or {}
         swap = {r: s for r, s in stand_ins().items()
@@ -415,17 +417,18 @@ def priced_trials(spec, profile: str = "paper", seeds=None, overrides=None, only
     body["domains"] = {k: swap.get(v, v) for k, v in body["domains"].items()}
     body["set"] = {k: swap.get(v, v) if isinstance(v, str) else v for k, v in (body.get("set") or {}).items()}
     trials, pending = expand(Spec(spec.suite, spec.name, spec.path, raw), profile, seeds, overrides, only)
-    return trials, pending, {s: r for r, s in swap.items()}
+    return trials, pending, {**real, **{s: r for r, s in swap.items()}}
 
 
 # ----------------------------------------------------------------------------------------------
 # Step time and device-hours
 
-def flops_per_step(cfg, suite: str, real: dict | None = None) -> tuple[float, list[Term]]:
-    """FLOPs of one training step of a resolved Config, with the terms they come from."""
+def flops_per_step(cfg, suite: str, real: dict | None = None) -> tuple[float, list[Term], dict]:
+    """FLOPs of one training step of a resolved Config, with the terms they come from and the
+    domains as priced ({config's name: Domain})."""
     dom = {n: domain_info((real or {}).get(n, n), cfg, suite) for n in config_domains(cfg)}
     terms = step_terms(cfg, dom)
-    return sum(t.flops for t in terms), terms
+    return sum(t.flops for t in terms), terms, dom
 
 
 def measured_steps(store) -> dict:
@@ -455,6 +458,8 @@ class Priced:
     step_s: float
     devices: int
     source: str                # "FLOPs" or "measured on <device>"
+    amp: str = "off"           # train.amp: which peak the FLOPs are priced at
+    inputs: dict = dataclasses.field(default_factory=dict)   # dataset -> training input (H, W)
 
     @property
     def device_hours(self) -> float:
@@ -463,11 +468,17 @@ class Priced:
 
 def price_table(spec, profile: str = "paper", seeds=None, overrides=None, only=None, store=None,
                 gpu: GPU = A100) -> tuple[list[Priced], dict]:
-    """Every distinct config (seeds aside) of the table with its trials, step time and device-hours;
-    plus the pending cells. Measured GPU step times from `store` win over FLOP estimates."""
+    """Every distinct config (seeds aside) of the table, priced (`price_trials`); plus the pending cells."""
+    trials, pending, real = priced_trials(spec, profile, seeds, overrides, only)
+    return price_trials(trials, spec.suite, real, store, gpu), pending
+
+
+def price_trials(trials, suite: str, real: dict | None = None, store=None, gpu: GPU = A100) -> list[Priced]:
+    """Trials grouped by config (seeds aside), each group with its step time and device-hours.
+    A measured GPU step time from `store` wins over the FLOP estimate. The estimate is for one
+    device: DDP over N devices splits the same FLOPs, so device-hours stay (ideal scaling)."""
     from unisemi.ablation.spec import config_identity
     from unisemi.config import build_config
-    trials, pending, real = priced_trials(spec, profile, seeds, overrides, only)
     measured = measured_steps(store)
     groups: dict = {}
     for t in trials:
@@ -475,31 +486,37 @@ def price_table(spec, profile: str = "paper", seeds=None, overrides=None, only=N
     out = []
     for key, ts in groups.items():
         cfg = build_config(ts[0].config, f"trial {ts[0].key}")
-        cells = sorted({t.cell_id for t in ts}, key=[t.cell_id for t in ts].index)
+        cells = list(dict.fromkeys(t.cell_id for t in ts))
         if key in measured:
             step, devices, name = measured[key]
             out.append(Priced(cells, len(ts), cfg.train.iterations, math.nan, [], step, devices,
                               f"measured on {name}"))
             continue
-        flops, terms = flops_per_step(cfg, spec.suite, real)
+        flops, terms, dom = flops_per_step(cfg, suite, real)
         out.append(Priced(cells, len(ts), cfg.train.iterations, flops, terms,
-                          flops / gpu.sustained(cfg.train.amp), 1, "FLOPs"))
-    return out, pending
+                          flops / gpu.sustained(cfg.train.amp), 1, "FLOPs", cfg.train.amp,
+                          {d.dataset: d.size for d in dom.values()}))
+    return out
 
 
-def describe_cost(priced: list[Priced], gpu: GPU = A100, amp: str = "off") -> str:
+def describe_cost(priced: list[Priced], gpu: GPU = A100) -> str:
     """The dry-run's lines: per config, trials x iterations x step time = device-hours; a total."""
     lines = [f"paper-scale cost: trials x iterations x step time = device-hours, on one {gpu.name}"]
     for p in priced:
-        what = (f"{p.flops / 1e12:.2f} TFLOPs/step -> {p.step_s:.3f} s/step" if p.source == "FLOPs"
-                else f"{p.step_s:.3f} s/step x {p.devices} device(s), {p.source}")
+        what = (f"{p.flops / 1e12:.3g} TFLOPs/step" if p.source == "FLOPs"
+                else f"x {p.devices} device(s), {p.source}")
         lines.append(f"  {', '.join(p.cells)}: {p.trials} trials x {p.iterations} iterations x "
-                     f"{p.step_s:.3f} s = {p.device_hours:.1f} device-hours ({what})")
+                     f"{p.step_s:.3g} s = {p.device_hours:.3g} device-hours ({what})")
     total = sum(p.device_hours for p in priced)
-    lines.append(f"total: {sum(p.trials for p in priced)} trials, {total:.1f} device-hours "
-                 f"(= {total / 24:.1f} device-days)")
+    lines.append(f"total: {sum(p.trials for p in priced)} trials, {total:.3g} device-hours "
+                 f"(= {total / 24:.3g} device-days)")
+    for amp in dict.fromkeys(p.amp for p in priced if p.source == "FLOPs"):
+        lines.append(f"step time from FLOPs (torch FlopCounterMode over every pass of the method's "
+                     f"step, fwd+bwd), no GPU measurement stored: {gpu.describe(amp)}")
+    inputs = {k: v for p in priced for k, v in p.inputs.items()}
+    if inputs:
+        lines.append("training inputs (H x W): " + ", ".join(f"{k} {h}x{w}" for k, (h, w) in inputs.items())
+                     + " (data.size, else the paper's protocol: cost.TRAIN_SIZE); no data is read")
     if any(p.source == "FLOPs" for p in priced):
-        lines.append(f"step time from FLOPs (torch FlopCounterMode, fwd+bwd of every pass of the "
-                     f"method's step), no GPU measurement stored: {gpu.describe(amp)}")
         lines.append("not included: evaluation, data loading, checkpoints, cluster start-up")
     return "\n".join(lines)
