@@ -223,9 +223,10 @@ CONTRAST_FIELDS = ("proj_dim", "attention_hidden", "memory_size", "attention",
                    "released_memory_attention_identity", "released_divide_by_all_classes")
 
 
-def contrastive_module(cfg, classes: int, feat: tuple, push_images: int, student_images: int) -> tuple:
+def contrastive_module(cfg, classes: int, feat: tuple, push_images: int, student_images: int,
+                       backward: bool = True) -> tuple:
     """FLOPs of the contrastive module of one step: (the push's teacher projection and attention
-    ranking, the loss's student heads fwd+bwd), run through the method's own modules.
+    ranking, the loss's student heads, fwd and, if `backward`, bwd), run through the method's own modules.
 
     The attention module sorts pixels by class with bincount, which has no meta kernel, so this
     runs on CPU with random tensors, in float64: in float32 the CPU takes a grouped_mm path that
@@ -236,7 +237,7 @@ def contrastive_module(cfg, classes: int, feat: tuple, push_images: int, student
     key = tuple(getattr(c, f) for f in CONTRAST_FIELDS)
     ch, h, w = feat
     return (_affine(lambda n: _push_flops(key, classes, ch, n), push_images * h * w, classes),
-            _affine(lambda n: _contrast_flops(key, classes, ch, n), student_images * h * w, classes))
+            _affine(lambda n: _contrast_flops(key, classes, ch, n, backward), student_images * h * w, classes))
 
 
 def _affine(count, pixels: int, classes: int) -> float:
@@ -267,7 +268,7 @@ def _push_flops(key: tuple, classes: int, channels: int, n: int) -> float:
 
 
 @functools.lru_cache(maxsize=None)
-def _contrast_flops(key: tuple, classes: int, channels: int, n: int) -> float:
+def _contrast_flops(key: tuple, classes: int, channels: int, n: int, backward: bool = True) -> float:
     from unisemi.methods.contrastive import contrast
     c, heads = _heads(key, classes, channels)
     g = torch.Generator().manual_seed(0)
@@ -276,9 +277,12 @@ def _contrast_flops(key: tuple, classes: int, channels: int, n: int) -> float:
     fill = torch.full((classes,), c.memory_size)
 
     def loss():      # n pixels as a (1, C, 1, n) feature map
-        x = torch.randn(1, channels, 1, n, generator=g, dtype=torch.float64, requires_grad=True)
-        contrast(state, x, torch.randint(classes, (1, 1, n), generator=g),
-                 torch.ones(1, 1, n, dtype=torch.bool), memory, fill).backward()
+        x = torch.randn(1, channels, 1, n, generator=g, dtype=torch.float64, requires_grad=backward)
+        with torch.set_grad_enabled(backward):
+            value = contrast(state, x, torch.randint(classes, (1, 1, n), generator=g),
+                             torch.ones(1, 1, n, dtype=torch.bool), memory, fill)
+        if backward:
+            value.backward()
     return count_flops(loss)
 
 
