@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from unisemi.ablation import cli, cost
+from unisemi.ablation import cli, cost, step_flops
 from unisemi.ablation.spec import config_identity, load_spec
 from unisemi.config import ModelConfig
 from unisemi.methods import METHODS
@@ -38,7 +38,7 @@ def test_model_pass_is_cached_per_model_and_shape_and_linear_in_the_batch():
     assert one == again and cost.model_pass.cache_info().hits == 1
     assert feat == (512, 8, 8)                    # output stride 8
     with torch.device("meta"):
-        net = cost._meta_model(model, 19)
+        net = step_flops._meta_model(model, 19)
     x = torch.empty(3, 3, 64, 64, device="meta")
     assert cost.count_flops(lambda: net(x, "d")["logits"].sum().backward()) == pytest.approx(3 * one, rel=1e-9)
 
@@ -55,15 +55,15 @@ def test_every_method_has_a_step_and_an_unknown_one_is_a_clear_error():
 
     class Cfg:
         method = "nosuch"
-    with pytest.raises(cost.CostError, match="method 'nosuch' has no FLOP count.*STEPS"):
+    with pytest.raises(cost.CostError, match="method .nosuch. has no FLOP count in unisemi/ablation/step_flops.py STEPS"):
         cost.step_terms(Cfg, {})
 
 
 def test_paper_dry_run_prints_the_bill_without_data_or_probe(monkeypatch, tmp_path, capsys):
     def refuse(*a, **k):
         raise AssertionError("a paper dry run must not probe or read data")
-    import unisemi.ablation.runner as runner
-    import unisemi.data.domain_data as domain_data
+    from unisemi.ablation import runner
+    from unisemi.data import domain_data
     monkeypatch.setattr(runner, "probe_seconds", refuse)
     monkeypatch.setattr(domain_data, "load_domain", refuse)
     cost.model_pass.cache_clear()
