@@ -106,9 +106,10 @@ def steps_universal(cfg, dom: dict) -> list[Term]:
     if u.gamma < 1.0:
         # update(): every update_every steps (default: one labelled epoch) an encoder pass over
         # every labelled image of each domain, i.e. per step about `batch_size` images per domain.
+        # The default period is one labelled epoch of the FIRST domain (universal.build).
+        every = u.update_every or max(1, labelled_count(cfg, dom[cfg.data.domains[0]]) // max(b, 1))
         for d in cfg.data.domains:
             n_l = labelled_count(cfg, dom[d])
-            every = u.update_every or max(1, n_l // max(b, 1))
             fwd = model_pass(cfg.model, dom[d].classes, dom[d].size, False, "encoder")[0]
             terms.append(Term(f"centroid refresh: encoder fwd over {n_l} labelled {dom[d].dataset} images "
                               f"every {every} steps", n_l / every * fwd))
@@ -285,6 +286,6 @@ STEPS = {"supervised": steps_supervised, "finetune": steps_finetune, "universal"
 
 
 def labelled_count(cfg, d: Domain) -> int:
-    if cfg.data.labelled_fraction > 0:
-        return max(1, round(cfg.data.labelled_fraction * d.train_images))
-    return min(cfg.data.n_labelled, d.train_images)
+    """N labelled images of domain `d`, as the data layer draws them."""
+    from unisemi.data.splits import n_from_config
+    return n_from_config(cfg.data.n_labelled, cfg.data.labelled_fraction, d.train_images, d.dataset)
