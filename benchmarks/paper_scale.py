@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from unisemi.ablation import cost  # noqa: E402
-from unisemi.ablation.spec import SUITES, all_specs, load_spec  # noqa: E402
+from unisemi.ablation.spec import SUITES, all_specs, expand, load_spec  # noqa: E402
 from unisemi.config import build_config  # noqa: E402
 
 # Alonso et al., ICCV 2021, Sec. 5.4 (../shared/papers/contrastive_2021.txt): GFLOPs of one
@@ -82,17 +82,17 @@ def cross_check() -> list[str]:
     """The contrastive paper's per-step count, re-done on its own terms (1 labelled + 1 unlabelled
     image, forward only, one strong view) and then as our step runs."""
     spec = load_spec("contrastive/table5")
-    trials, _, real = cost.priced_trials(spec, only={"losses": {"sup_pseudo_ent_contr"}})
+    trials, _ = expand(spec, "paper", only={"losses": {"sup_pseudo_ent_contr"}})
     cfg = build_config(trials[0].config, "cross-check")
     one = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, batch_size=1, unlabelled_batch_size=1),
                               contrastive=dataclasses.replace(cfg.contrastive, views=1))
-    dom = cost.domain_info(real.get(cfg.data.domains[0], cfg.data.domains[0]), cfg, "contrastive")
+    dom = cost.domain_info(cfg.data.domains[0], cfg)
     fwd, feat = cost.model_pass(cfg.model, dom.classes, dom.size, False)
     fwd65 = cost.model_pass(cfg.model, dom.classes, (513, 513), False)[0]
     push, module = cost.contrastive_module(one, dom.classes, feat, 1, 2, backward=False)
     paper_like = 3 * fwd + push + module
     ours = 4 * fwd + push + module
-    full, _, _ = cost.flops_per_step(cfg, "contrastive", real)
+    full, _, _ = cost.flops_per_step(cfg)
     b, bu, v = cfg.data.batch_size, cfg.data.unlabelled_batch_size, cfg.contrastive.views
     g = 1e9
     return [
@@ -127,6 +127,13 @@ def cross_check() -> list[str]:
         f"{PAPER_CONTRASTIVE_GFLOPS / PAPER_STEP_GFLOPS:.1%} of the paper's step and "
         f"{(push + module) / paper_like:.1%} of ours.",
         ""]
+
+
+def protocol_sizes() -> str:
+    """Each real dataset's training input under its protocol, e.g. 'cityscapes 512x512'."""
+    from unisemi.config import DataConfig
+    from unisemi.data.real import DATASETS
+    return ", ".join(f"{n} {'x'.join(map(str, cost.train_input(n, DataConfig())))}" for n in DATASETS)
 
 
 def render(gpu=cost.A100) -> str:
@@ -166,14 +173,12 @@ def render(gpu=cost.A100) -> str:
            "the contrastive heads fwd+bwd (the count at the paper profile is in the cross-check below);",
            "  - ass: the source and target model passes fwd+bwd, D_g on the softmax maps (G's term "
            "and D's), and D_s on the features.",
-           "- Training inputs: `data.size` where a config sets it, else each paper's protocol "
-           "(`cost.TRAIN_SIZE`): contrastive Cityscapes 512x512 crops of the half-resolution image, "
-           "VOC 321x321. Universal: 512x512 for every dataset (the paper says \"a uniform crop size\"; "
-           "the release crops Cityscapes and IDD to 512x512). ASS: AdaptSegNet's whole images, "
-           "Cityscapes 512x1024 and GTA5 720x1280 (ASS states none).",
-           "- Real datasets are priced without their files. A paper profile is expanded with each "
-           "dataset replaced by its synthetic stand-in (same classes and train-set size), and the "
-           "dataset's own class count and input size are used.",
+           "- Training inputs: what the data layer feeds the model (`unisemi/data/real.py` "
+           "DATASETS, or the config's `data.crop` / `data.resize`). That is the crop, else the resize, "
+           "else the files' own size (`cost.NATIVE_SIZE`). With no override: " + protocol_sizes() + ". "
+           "Synthetic domains train at `data.size` or their default size.",
+           "- Real datasets are priced without their files: class counts and train-set sizes come "
+           "from the source modules' `CLASSES` and `EXPECTED`.",
            "- GPU: an fp32 config (`train.amp: off`, every spec today) is priced at the A100's TF32 "
            "peak, because PyTorch runs convolutions on TF32 tensor cores by default "
            "(`cudnn.allow_tf32`). bf16/fp16 configs are priced at 312 TFLOP/s. The 35% "

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from unisemi.ablation import cli, cost, step_flops
-from unisemi.ablation.spec import config_identity, load_spec
+from unisemi.ablation.spec import config_identity, expand, load_spec
 from unisemi.config import ModelConfig
 from unisemi.methods import METHODS
 
@@ -92,7 +92,7 @@ def test_twice_the_iterations_is_twice_the_device_hours():
 def test_a_stored_gpu_measurement_wins_over_the_flop_estimate():
     spec = load_spec("universal/table1")
     only = {"method": {"supervised_only"}}
-    trials, _, real = cost.priced_trials(spec, only=only)
+    trials, _ = expand(spec, "paper", only=only)
     t = trials[0]
 
     class Store:
@@ -103,7 +103,7 @@ def test_a_stored_gpu_measurement_wins_over_the_flop_estimate():
             return pd.DataFrame([{"status": "ok", "device": "1x NVIDIA H100 80GB HBM3", "iteration": 1000,
                                   "train_s": 90.0, "data_s": 10.0, "workers": 1, "trial": t.key,
                                   "config_json": json.dumps(t.config)}])
-    priced = cost.price_trials(trials, spec.suite, real, Store())
+    priced = cost.price_trials(trials, Store())
     hit = [p for p in priced if p.source.startswith("measured")]
     assert len(hit) == 1 and hit[0].step_s == pytest.approx(0.1)
     same = [x for x in trials if config_identity(x.config) == config_identity(t.config)]
@@ -114,13 +114,16 @@ def test_a_stored_gpu_measurement_wins_over_the_flop_estimate():
                                                     "iteration": 1000, "train_s": 90.0, "data_s": 10.0,
                                                     "workers": 1, "trial": t.key,
                                                     "config_json": json.dumps(t.config)}])
-    assert all(p.source == "FLOPs" for p in cost.price_trials(trials, spec.suite, real, Store()))
+    assert all(p.source == "FLOPs" for p in cost.price_trials(trials, Store()))
 
 
-def test_a_real_dataset_without_a_known_input_size_names_the_fix():
-    spec = load_spec("universal/table1")
-    trials, _, real = cost.priced_trials(spec, only={"method": {"supervised_only"}})
+def test_training_inputs_follow_the_data_layers_protocol_and_a_varying_size_names_the_fix():
     from unisemi.config import build_config
+    spec = load_spec("contrastive/table3")                  # VOC: 321x321 crops
+    trials, _ = expand(spec, "paper", only={"method": {"ours"}, "fraction": {"r1_50"}})
     cfg = build_config(trials[0].config, "test")
-    with pytest.raises(cost.CostError, match="no training input size for cityscapes in suite 'transfer'.*data.size"):
-        cost.flops_per_step(cfg, "transfer", real)
+    assert cost.domain_info("pascal_voc", cfg).size == (321, 321)
+    assert cost.domain_info("pascal_voc", cfg).classes == 21
+    uncropped = build_config({**trials[0].config, "data": {**trials[0].config["data"], "crop": [0, 0]}}, "test")
+    with pytest.raises(cost.CostError, match="pascal_voc: no training input size.*data.crop"):
+        cost.flops_per_step(uncropped)

@@ -18,11 +18,9 @@ elementwise ops, norms or the optimiser: those are memory-bound and folded into 
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import math
-import re
 
 from unisemi.ablation.step_flops import (  # noqa: F401  (the counting API, re-exported)
     STEPS, Domain, Term, contrastive_module, count_flops, model_pass)
@@ -57,20 +55,10 @@ class GPU:
 A100 = GPU("NVIDIA A100 SXM4 80GB", {"off": 156.0, "bf16": 312.0, "fp16": 312.0}, 0.35)
 
 
-# Training input (H, W) per suite and dataset where a config leaves data.size empty: each paper's
-# protocol, ../shared/notes/datasets.md and official_code.md.
-TRAIN_SIZE = {
-    # Alonso et al.: Cityscapes halved to 512x1024, then a 512x512 crop; VOC 321x321 crops.
-    "contrastive": {"cityscapes": (512, 512), "pascal_voc": (321, 321), "gta5": (512, 512)},
-    # Kalluri et al. state "a uniform crop size across datasets" (the number is lost from our
-    # copy of the text); the release crops Cityscapes and IDD to 512x512, taken for all four.
-    "universal": {"cityscapes": (512, 512), "camvid": (512, 512), "idd": (512, 512),
-                  "sunrgbd": (512, 512)},
-    # ASS states no resolution; AdaptSegNet's, whose batch and schedule the spec takes: whole
-    # images, Cityscapes at 512x1024, GTA5 at 720x1280, SYNTHIA at 760x1280.
-    "ass": {"cityscapes": (512, 1024), "gta5": (720, 1280), "synthia": (760, 1280)},
-    # The transfer paper's loader settings are not in this table yet: a config must set data.size.
-}
+# (H, W) of a real dataset's files where its protocol neither resizes nor crops, so the model
+# sees the file as it is: the SegNet CamVid set is 480x360, Cityscapes 2048x1024
+# (../shared/notes/datasets.md). VOC and SUN RGB-D vary per image: a config must crop or resize.
+NATIVE_SIZE = {"camvid": (360, 480), "cityscapes": (1024, 2048)}
 
 
 def step_terms(cfg, dom: dict) -> list[Term]:
@@ -82,35 +70,40 @@ def step_terms(cfg, dom: dict) -> list[Term]:
 
 
 # ----------------------------------------------------------------------------------------------
-# Domains of a resolved config, and a table's trials at a profile whose data is not on disk
+# Domains of a resolved config
 
-def _norm(name: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", name.lower())
-
-
-def stand_ins() -> dict:
-    """{real dataset: the synthetic domain that stands in for it}, e.g. cityscapes -> city."""
-    from unisemi.data.sources import SOURCES
-    from unisemi.data.synthetic import DOMAINS
-    by_name = {_norm(spec.stands_in_for): name for name, spec in DOMAINS.items()}
-    return {real: by_name[_norm(real)] for real in SOURCES if _norm(real) in by_name}
+def _protocol_size(value, default) -> tuple:
+    """A data.resize / data.crop value over the dataset's default, as real.load_real reads them:
+    () = the dataset's protocol, (0, 0) = none."""
+    value = tuple(value or ())
+    return () if value == (0, 0) else (value or tuple(default))
 
 
-def domain_info(name: str, cfg, suite: str) -> Domain:
-    """Classes, training input and train-set size of a domain (a real dataset or a synthetic one)."""
-    from unisemi.data.sources import SOURCES
+def train_input(name: str, data_cfg) -> tuple:
+    """(H, W) the model sees in training for a real dataset: the crop, else the resize, else the
+    files' own size (a random rescale is cropped back, so it never changes the shape)."""
+    from unisemi.data.real import DATASETS
+    ds = DATASETS[name]
+    size = (_protocol_size(data_cfg.crop, ds.crop) or _protocol_size(data_cfg.resize, ds.resize)
+            or NATIVE_SIZE.get(ds.source))
+    if not size:
+        raise CostError(f"{name}: no training input size (its images vary in size and neither "
+                        f"data.crop nor data.resize is set): set one in the spec's profile")
+    return tuple(size)
+
+
+def domain_info(name: str, cfg) -> Domain:
+    """Classes, training input and train-set size of a domain (a real dataset or a synthetic one),
+    from the data layer's tables: no files are read."""
+    from unisemi.data.real import DATASETS, classes_of
+    from unisemi.data.sources import get_source
     from unisemi.data.synthetic import DOMAINS
     from unisemi.methods import get_method
     widen = getattr(get_method(cfg.method), "head_classes", None)
-    if name in SOURCES:
-        src = SOURCES[name]
-        size = tuple(cfg.data.size) or TRAIN_SIZE.get(suite, {}).get(name)
-        if size is None:
-            raise CostError(f"no training input size for {name} in suite '{suite}': set data.size in "
-                            f"the spec's paper profile, or add it to TRAIN_SIZE in unisemi/ablation/cost.py")
-        # VOC's semi-supervised protocols draw from the 10582-image SBD-augmented train set.
-        train = src.EXPECTED.get("train_aug", src.EXPECTED["train"])
-        classes = len(src.CLASSES)
+    if name in DATASETS:
+        ds = DATASETS[name]
+        size, classes = train_input(name, cfg.data), len(classes_of(name))
+        train = get_source(ds.source).EXPECTED[ds.train]
     elif name in DOMAINS:
         spec = DOMAINS[name]
         size, train, classes = tuple(cfg.data.size) or spec.size, spec.train_size, spec.num_classes
@@ -129,38 +122,13 @@ def config_domains(cfg) -> list[str]:
     return names
 
 
-def priced_trials(spec, profile: str = "paper", seeds=None, overrides=None, only=None):
-    """(trials, pending, real): `expand` of the spec, and {synthetic domain: real dataset} for
-    pricing. Where the profile maps table domains to real datasets that configs cannot resolve
-    yet, each is replaced by its synthetic stand-in (same label space and train-set size) for the
-    expansion. In the paper profile every stand-in is priced as the dataset it stands in for,
-    also one a level names (contrastive/table4's `game` source is GTA5). No data is read."""
-    from unisemi.ablation.spec import Spec, SpecError, expand
-    real = {s: r for r, s in stand_ins().items()} if profile == "paper" else {}
-    try:
-        trials, pending = expand(spec, profile, seeds, overrides, only)
-        return trials, pending, real
-    except SpecError:
-        prof = (spec.raw.get("profiles") or {}).get(profile) or {}
-        swap = {r: s for r, s in stand_ins().items()
-                if r in (prof.get("domains") or {}).values() or r in (prof.get("set") or {}).values()}
-        if not swap:
-            raise
-    raw = copy.deepcopy(spec.raw)
-    body = raw["profiles"][profile]
-    body["domains"] = {k: swap.get(v, v) for k, v in body["domains"].items()}
-    body["set"] = {k: swap.get(v, v) if isinstance(v, str) else v for k, v in (body.get("set") or {}).items()}
-    trials, pending = expand(Spec(spec.suite, spec.name, spec.path, raw), profile, seeds, overrides, only)
-    return trials, pending, {**real, **{s: r for r, s in swap.items()}}
-
-
 # ----------------------------------------------------------------------------------------------
 # Step time and device-hours
 
-def flops_per_step(cfg, suite: str, real: dict | None = None) -> tuple[float, list[Term], dict]:
+def flops_per_step(cfg) -> tuple[float, list[Term], dict]:
     """FLOPs of one training step of a resolved Config, with the terms they come from and the
     domains as priced ({config's name: Domain})."""
-    dom = {n: domain_info((real or {}).get(n, n), cfg, suite) for n in config_domains(cfg)}
+    dom = {n: domain_info(n, cfg) for n in config_domains(cfg)}
     terms = step_terms(cfg, dom)
     return sum(t.flops for t in terms), terms, dom
 
@@ -203,11 +171,12 @@ class Priced:
 def price_table(spec, profile: str = "paper", seeds=None, overrides=None, only=None, store=None,
                 gpu: GPU = A100) -> tuple[list[Priced], dict]:
     """Every distinct config (seeds aside) of the table, priced (`price_trials`); plus the pending cells."""
-    trials, pending, real = priced_trials(spec, profile, seeds, overrides, only)
-    return price_trials(trials, spec.suite, real, store, gpu), pending
+    from unisemi.ablation.spec import expand
+    trials, pending = expand(spec, profile, seeds, overrides, only)
+    return price_trials(trials, store, gpu), pending
 
 
-def price_trials(trials, suite: str, real: dict | None = None, store=None, gpu: GPU = A100) -> list[Priced]:
+def price_trials(trials, store=None, gpu: GPU = A100) -> list[Priced]:
     """Trials grouped by config (seeds aside), each group with its step time and device-hours.
     A measured GPU step time from `store` wins over the FLOP estimate. The estimate is for one
     device: DDP over N devices splits the same FLOPs, so device-hours stay (ideal scaling)."""
@@ -226,7 +195,7 @@ def price_trials(trials, suite: str, real: dict | None = None, store=None, gpu: 
             out.append(Priced(cells, len(ts), cfg.train.iterations, math.nan, [], step, devices,
                               f"measured on {name}"))
             continue
-        flops, terms, dom = flops_per_step(cfg, suite, real)
+        flops, terms, dom = flops_per_step(cfg)
         out.append(Priced(cells, len(ts), cfg.train.iterations, flops, terms,
                           flops / gpu.sustained(cfg.train.amp), 1, "FLOPs", cfg.train.amp,
                           {d.dataset: d.size for d in dom.values()}))
@@ -250,7 +219,7 @@ def describe_cost(priced: list[Priced], gpu: GPU = A100) -> str:
     inputs = {k: v for p in priced for k, v in p.inputs.items()}
     if inputs:
         lines.append("training inputs (H x W): " + ", ".join(f"{k} {h}x{w}" for k, (h, w) in inputs.items())
-                     + " (data.size, else the paper's protocol: cost.TRAIN_SIZE); no data is read")
+                     + " (the data layer's protocol, or data.crop / data.resize); no data is read")
     if any(p.source == "FLOPs" for p in priced):
         lines.append("not included: evaluation, data loading, checkpoints, cluster start-up")
     return "\n".join(lines)

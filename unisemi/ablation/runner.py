@@ -317,17 +317,14 @@ def dry_run(spec: Spec, store: TableStore, *, profile: str = "laptop", seeds: in
     data is not here, and a CPU step says nothing of a GPU's): GPU-measured step times of stored
     trials, else FLOPs per step on a stated GPU class (cost.py), without reading any data."""
     from unisemi.ablation import cost
-    if profile != "paper":
-        trials, pending = expand(spec, profile, seeds, overrides, only)
-    else:
-        trials, pending, real = cost.priced_trials(spec, profile, seeds, overrides, only)
+    trials, pending = expand(spec, profile, seeds, overrides, only)
     if resume:
         done = store.completed()
         trials = [t for t in trials if t.key not in done]
     if profile != "paper":
         seconds, sources, split = estimate(trials, stored_costs(store), probe_seconds)
         return describe(trials, pending, spec, workers, cpus, gpus, seconds, sources, split)
-    priced = cost.price_trials(trials, spec.suite, real, store)
+    priced = cost.price_trials(trials, store)
     return describe(trials, pending, spec, workers, cpus, gpus) + "\n" + cost.describe_cost(priced)
 
 
