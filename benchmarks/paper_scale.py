@@ -57,6 +57,12 @@ def suite_section(suite: str, gpu) -> tuple[list[str], float, list]:
         if "train.iterations" not in set_keys:
             notes.append(f"{table}: the paper profile sets no `train.iterations`, so the schedule is the "
                          f"preset's ({spec.raw['preset']}): a laptop value, not the paper's.")
+        from unisemi.data.synthetic import DOMAINS
+        synthetic = sorted({f"{c}: {k} {h}x{w}" for p in priced for k, (h, w) in p.inputs.items()
+                            if k in DOMAINS for c in p.cells})
+        if synthetic:
+            notes.append(f"{table}: at the paper profile these cells still read a synthetic domain, "
+                         f"priced at its rendered size: {'; '.join(synthetic)}.")
         if pending:
             reference = sum(r.startswith("paper-only") for r in pending.values())
             other = sorted({r for r in pending.values() if not r.startswith("paper-only")})
