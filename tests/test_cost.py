@@ -64,8 +64,11 @@ def test_paper_dry_run_prints_the_bill_without_data_or_probe(monkeypatch, tmp_pa
         raise AssertionError("a paper dry run must not probe or read data")
     from unisemi.ablation import runner
     from unisemi.data import domain_data
+    from unisemi.data import real
     monkeypatch.setattr(runner, "probe_seconds", refuse)
     monkeypatch.setattr(domain_data, "load_domain", refuse)
+    monkeypatch.setattr(real, "load_real", refuse)
+    monkeypatch.setenv("UNISEMI_DATA", str(tmp_path / "no-datasets-here"))
     cost.model_pass.cache_clear()
     assert cli.main(["contrastive/table6", "--profile", "paper", "--dry-run", "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
