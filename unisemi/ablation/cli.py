@@ -5,6 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from unisemi.ablation.cost import CostError
 from unisemi.ablation.ledger import ConfigChanged
 from unisemi.ablation.lock import LockHeld
 from unisemi.ablation.runner import RunnerError
@@ -77,8 +78,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _main(args)
-    except (SpecError, ConfigError, RunnerError, StoreError, LockHeld, ConfigChanged, TrackerError,
-            ReportError) as exc:
+    except (SpecError, ConfigError, CostError, RunnerError, StoreError, LockHeld, ConfigChanged,
+            TrackerError, ReportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
@@ -86,7 +87,7 @@ def main(argv=None) -> int:
 def _main(args) -> int:
     from unisemi.ablation.report import write_outputs
     from unisemi.ablation.rows import describe_set_aside, set_aside
-    from unisemi.ablation.runner import describe, estimate, probe_seconds, run_table, stored_costs
+    from unisemi.ablation.runner import dry_run, run_table
     from unisemi.ablation.store import TableStore, check_results_dir
 
     if args.list:
@@ -107,19 +108,18 @@ def _main(args) -> int:
     for text in args.set:
         overrides = _merge(overrides, parse_override(text))
     only = parse_only(args.only)
+    if args.dry_run:       # only reads: the results folder need not be writable
+        check_results_dir(args.results, writable=False)
+        store = TableStore(args.results, spec.suite, spec.name, log=_stderr)
+        print(dry_run(spec, store, profile=args.profile, seeds=args.seeds, overrides=overrides, only=only,
+                      resume=args.resume, workers=args.workers_per_trial, cpus=args.cpus_per_trial,
+                      gpus=args.gpus_per_trial))
+        return 0
     trials, pending = expand(spec, args.profile, args.seeds, overrides, only)
     out_dir = outputs_dir(args.results, spec)
-    # --dry-run only reads; a run or --report-only writes rows, tables and set-aside files.
-    check_results_dir(args.results, writable=not args.dry_run)
+    # a run or --report-only writes rows, tables and set-aside files
+    check_results_dir(args.results, writable=True)
     store = TableStore(args.results, spec.suite, spec.name, log=_stderr)
-    if args.dry_run:
-        if args.resume:
-            done = store.completed()
-            trials = [t for t in trials if t.key not in done]
-        seconds, sources, split = estimate(trials, stored_costs(store), probe_seconds)
-        print(describe(trials, pending, spec, args.workers_per_trial, args.cpus_per_trial,
-                       args.gpus_per_trial, seconds, sources, split))
-        return 0
     if not args.report_only:
         res = run_table(spec, profile=args.profile, seeds=args.seeds, results_dir=args.results,
                         resume=args.resume, address=args.address, workers_per_trial=args.workers_per_trial,

@@ -310,6 +310,24 @@ def describe(trials, pending: dict, spec: Spec, workers: int, cpus: float, gpus:
     return "\n".join(lines)
 
 
+def dry_run(spec: Spec, store: TableStore, *, profile: str = "laptop", seeds: int | None = None,
+            overrides: dict | None = None, only: dict | None = None, resume: bool = False,
+            workers: int = 0, cpus: float = 1.0, gpus: float = 0.0) -> str:
+    """What `--dry-run` prints. Laptop: stored time splits, else a probe run. Paper: no probe (the
+    data is not here, and a CPU step says nothing of a GPU's): GPU-measured step times of stored
+    trials, else FLOPs per step on a stated GPU class (cost.py), without reading any data."""
+    from unisemi.ablation import cost
+    trials, pending = expand(spec, profile, seeds, overrides, only)
+    if resume:
+        done = store.completed()
+        trials = [t for t in trials if t.key not in done]
+    if profile != "paper":
+        seconds, sources, split = estimate(trials, stored_costs(store), probe_seconds)
+        return describe(trials, pending, spec, workers, cpus, gpus, seconds, sources, split)
+    priced = cost.price_trials(trials, store)
+    return describe(trials, pending, spec, workers, cpus, gpus) + "\n" + cost.describe_cost(priced)
+
+
 def probe_seconds(trial, iterations: int = 20) -> float:
     """Seconds one trial would take, from a short run of its config (setup + steps + one eval)."""
     import time
