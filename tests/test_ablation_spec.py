@@ -346,3 +346,13 @@ def test_a_paper_value_that_is_not_a_number_is_an_error(tmp_path):
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(SpecError, match=r"paper.a.main.*expected a number or null, got '50.0%'"):
         load_spec(str(path))
+
+
+def test_a_profile_swaps_the_stand_in_source_for_its_dataset():
+    paper, _ = expand(load_spec("contrastive/table4"), profile="paper")
+    laptop, _ = expand(load_spec("contrastive/table4"), profile="laptop")
+    adapted = [t for t in paper if t.cell["method"] == "ours_adaptation"]
+    assert adapted and {t.config["contrastive"]["source_domain"] for t in adapted} == {"gta5"}
+    assert {t.config["ass"]["source_domain"] for t in paper if t.cell["method"] == "ass"} == {"gta5"}
+    assert {t.config["contrastive"]["source_domain"] for t in laptop
+            if t.cell["method"] == "ours_adaptation"} == {"game"}

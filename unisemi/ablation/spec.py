@@ -25,7 +25,7 @@ PROFILES = ("laptop", "paper")
 SPEC_KEYS = {"title", "reference", "preset", "evaluation", "metric", "seeds", "splits", "domains",
              "profiles", "axes", "layout", "baseline", "plot", "paper", "footnotes", "per_class"}
 LEVEL_KEYS = {"set", "per_domain", "label", "paper_only"}
-PROFILE_KEYS = {"domains", "set"}
+PROFILE_KEYS = {"domains", "set", "sources"}
 LAYOUT_KEYS = {"rows", "columns"}
 PLOT_KEYS = {"kind", "axis", "log", "x"}
 
@@ -365,6 +365,16 @@ def preset_values(spec: Spec, profile_body: dict) -> dict:
     return _merge(load_values(spec.raw["preset"]), dotted_to_nested(profile_body.get("set") or {}))
 
 
+def _rename_sources(values: dict, sources: dict) -> dict:
+    """A profile's `sources: {game: gta5}` swaps the source domain a level names (the embedded
+    world's stand-in) for the profile's dataset, in every method section's `source_domain`."""
+    out = dict(values)
+    for section, body in values.items():
+        if isinstance(body, dict) and body.get("source_domain") in sources:
+            out[section] = {**body, "source_domain": sources[body["source_domain"]]}
+    return out
+
+
 def expand(spec: Spec, profile: str = "laptop", seeds: int | None = None,
            overrides: dict | None = None, only: dict | None = None) -> tuple[list[Trial], dict]:
     """All trials of a spec (restricted to the cells whose levels are in `only`, if given), plus
@@ -414,9 +424,13 @@ def expand(spec: Spec, profile: str = "laptop", seeds: int | None = None,
                     values = _merge(values, overrides or {})
                     try:
                         cfg = build_config(values, f"{spec.path} cell {cid}")
+                        config = to_dict(cfg)
+                        renamed = _rename_sources(config, prof.get("sources") or {})
+                        if renamed != config:   # defaults name sources too, so after the build
+                            cfg = build_config(renamed, f"{spec.path} cell {cid}")
+                            config = to_dict(cfg)
                     except ConfigError as exc:
                         raise SpecError(str(exc)) from None
-                    config = to_dict(cfg)
                     from unisemi.config import config_hash
                     chash = config_hash(cfg)
                     key = trial_key(spec, cid, seed, split_seed, keys, profile, config)
