@@ -191,8 +191,8 @@ def test_config_defaults_groups_and_checks():
     assert not {id(p) for p in seg.parameters()} & {id(p) for p in disc.parameters()}
     with pytest.raises(ConfigError, match="ass.variant"):
         load_config("ass_game_city", TINY + ["ass.variant=both"])
-    with pytest.raises(ConfigError, match="ass.source_domain"):        # SYNTHIA's 16 classes
-        load_config("ass_game_city", TINY + ["ass.source_domain=sim"])
+    with pytest.raises(ConfigError, match="ass.source_domain"):        # CamVid's merged classes
+        load_config("ass_game_city", TINY + ["ass.source_domain=town"])
     with pytest.raises(ConfigError, match="ass.lambda_sadv"):
         load_config("ass_game_city", TINY + ["ass.lambda_sadv=-1"])
 

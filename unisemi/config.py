@@ -92,6 +92,7 @@ class EvalConfig:
     absent_as_zero: bool = False       # False: classes absent from GT and prediction are NaN and skipped
     batch_size: int = 32
     report: str = "final"              # which evaluation a table shows: final | best
+    classes: tuple[str, ...] = ()      # mIoU over these classes only (SYNTHIA's 13); empty = all
 
 
 GENERIC_SECTIONS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig,
@@ -307,6 +308,9 @@ def validate(cfg, where: str = "") -> None:
         bad("data.domains", cfg.data.domains, "distinct domains")
     if cfg.data.n_labelled < 0:
         bad("data.n_labelled", cfg.data.n_labelled, "a count >= 0")
+    if (cfg.data.n_labelled == 0 and not cfg.data.labelled_fraction
+            and not getattr(METHODS.get(cfg.method), "TRAINS_WITHOUT_LABELS", False)):
+        bad("data.n_labelled", 0, f"a count >= 1 (method '{cfg.method}' trains on the labelled images of data.domains)")
     if not 0.0 <= cfg.data.labelled_fraction <= 1.0:
         bad("data.labelled_fraction", cfg.data.labelled_fraction, "a fraction in [0, 1]")
     if cfg.data.size and (len(cfg.data.size) != 2 or any(s < 32 or s % 8 for s in cfg.data.size)):
@@ -329,6 +333,13 @@ def validate(cfg, where: str = "") -> None:
         bad("train.amp", cfg.train.amp, "off, bf16 or fp16")
     if cfg.eval.report not in ("final", "best"):
         bad("eval.report", cfg.eval.report, "final or best")
+    if cfg.eval.classes:
+        from unisemi.data import label_space
+        for d in cfg.data.domains:
+            space = label_space(d)
+            for name in cfg.eval.classes:
+                if name not in space:
+                    bad("eval.classes", name, f"a class of domain '{d}' ({', '.join(space)})")
     if cfg.optim.lr <= 0:
         bad("optim.lr", cfg.optim.lr, "a learning rate > 0")
     for name, module in METHODS.items():

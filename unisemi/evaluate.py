@@ -87,12 +87,16 @@ def mean_iou(iou: torch.Tensor) -> float:
     return float(iou[valid].mean()) if valid.any() else math.nan
 
 
-def summarize(conf: torch.Tensor, classes, absent_as_zero: bool = False) -> dict:
-    """Metrics dict: miou, pixel accuracy and IoU per class name (all in %)."""
+def summarize(conf: torch.Tensor, classes, absent_as_zero: bool = False, subset=()) -> dict:
+    """Metrics dict: miou, pixel accuracy and IoU per class name (all in %). With `subset` (class
+    names), miou is the mean over those classes only, e.g. the 13 that SYNTHIA shares with
+    Cityscapes; the IoUs still come from the whole matrix, so a pixel of a class outside the
+    subset predicted as one inside is that class's false positive, as in AdaptSegNet's protocol."""
     iou = iou_from_confusion(conf, absent_as_zero)
     total = conf.sum().item()   # a (C, C + 1) matrix's last column: wrong pixels
+    scored = iou[[list(classes).index(k) for k in subset]] if subset else iou
     return {
-        "miou": 100.0 * mean_iou(iou),
+        "miou": 100.0 * mean_iou(scored),
         "pixel_acc": 100.0 * conf[:, :conf.shape[0]].diag().sum().item() / total if total else math.nan,
         "iou": {name: 100.0 * float(v) for name, v in zip(classes, iou)},
     }

@@ -71,14 +71,19 @@ class Batches:
         for i, (d, dd) in enumerate(self.domains.items()):
             if is_real(d):
                 self.streams["labelled"][d] = dd.stream("labelled", b, seed + 31 * i, self.part, pin)
-            else:
+            elif len(dd.labelled):
+                # A domain without labelled images (#City = 0: unsupervised DA) has no labelled
+                # batch; methods that allow it (TRAINS_WITHOUT_LABELS) find its key absent.
                 self.labelled[d] = IndexSampler(dd.labelled, b * world_size, seed + 31 * i)
         if needs_unlabelled:    # the evaluated domains only; an extra (source) domain is all labelled
             for i, (d, dd) in enumerate(domains.items()):
                 if is_real(d):
                     self.streams["unlabelled"][d] = dd.stream("unlabelled", bu, seed + 31 * i + 7, self.part, pin)
                 else:
-                    self.unlabelled[d] = IndexSampler(dd.unlabelled, bu * world_size, seed + 31 * i + 7)
+                    # A fully labelled domain has no rest of the pool: its unlabelled stream draws
+                    # from the whole pool, labels unread (ASS's D_g at #City = all, docs/ass.md).
+                    pool = dd.unlabelled if len(dd.unlabelled) else dd.labelled
+                    self.unlabelled[d] = IndexSampler(pool, bu * world_size, seed + 31 * i + 7)
 
     def _mine(self, indices: torch.Tensor, kind: str) -> torch.Tensor:
         rank, b = self.part[0], self.sizes[kind]
@@ -143,7 +148,7 @@ def evaluate_all(cfg: Config, model, domains: dict, device, iteration: int) -> d
             conf = evaluate_domain(model, images, labels, d, dd.num_classes, cfg.eval.batch_size,
                                    device, normalize)
         conf = ddp.sum_over_ranks(conf.to(device)).cpu()
-        record["domains"][d] = summarize(conf, dd.classes, cfg.eval.absent_as_zero)
+        record["domains"][d] = summarize(conf, dd.classes, cfg.eval.absent_as_zero, cfg.eval.classes)
     mious = [m["miou"] for m in record["domains"].values()]
     record["miou_sum"] = float(sum(mious))
     record["miou_mean"] = float(sum(mious) / len(mious))
@@ -185,6 +190,9 @@ def fit(cfg: Config, report=None, resume: str | Path | None = None, out_dir: str
 
     t0 = time.perf_counter()
     domains = {d: load_domain(cfg.data, d) for d in cfg.data.domains}
+    if not getattr(method, "TRAINS_WITHOUT_LABELS", False) and any(not len(dd.labelled) for dd in domains.values()):
+        raise ValueError(f"data.n_labelled / data.labelled_fraction leave a domain of {list(domains)} without "
+                         f"labelled images, and method '{cfg.method}' trains on them")
     model = build_model(cfg.model, head_sizes(cfg, domains)).to(device)
     stages = prior_stages(cfg)
     if str(cfg.model.pretrained).strip().lower() == "synthetic":

@@ -21,10 +21,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from unisemi import ddp
 from unisemi.losses import IGNORE_INDEX, cross_entropy
 from unisemi.optim import Group, default_groups
 
 NEEDS_UNLABELLED = True        # D_g learns source against the unlabelled target (Eq. 3)
+TRAINS_WITHOUT_LABELS = True   # #City = 0: GA alone is unsupervised DA (Table 1's first row)
 VARIANTS = ("none", "fcsa", "csa")
 
 
@@ -63,6 +65,7 @@ def validate(cfg, bad, active: bool) -> None:
             bad(f"ass.{key}", getattr(c, key), "an integer >= 1")
     if active:
         _validate_domains(cfg, bad)
+        _validate_no_target_labels(cfg, bad)
 
 
 def _validate_domains(cfg, bad) -> None:
@@ -76,9 +79,26 @@ def _validate_domains(cfg, bad) -> None:
         bad("ass.source_domain", c.source_domain,
             f"a domain other than the target, one of {', '.join(known_domains())}")
     # The source is segmented by the target's head and D_s's 2c outputs pair class k of both
-    # domains: one label space. `sim` (SYNTHIA's 16 classes) needs the 13-class mapping first.
-    if label_space(c.source_domain) != label_space(cfg.data.domains[0]):
-        bad("ass.source_domain", c.source_domain, f"a domain with the label space of '{cfg.data.domains[0]}'")
+    # domains: the source's classes must be target classes, matched by name (SYNTHIA's 16 are
+    # Cityscapes classes; `source_to_target` maps their ids).
+    target = label_space(cfg.data.domains[0])
+    missing = [k for k in label_space(c.source_domain) if k not in target]
+    if missing:
+        bad("ass.source_domain", c.source_domain,
+            f"a domain whose classes are all classes of '{cfg.data.domains[0]}' ('{missing[0]}' is not)")
+
+
+def _validate_no_target_labels(cfg, bad) -> None:
+    """#City = 0 (an explicit `data.n_labelled: 0`) is unsupervised DA: GA only. The Oracle has
+    nothing to train on, and D_s's target half (Eq. 6, 8) is fed by the labelled target only."""
+    if cfg.data.n_labelled or cfg.data.labelled_fraction:
+        return
+    if not cfg.ass.source_domain:
+        bad("data.n_labelled", 0, "a count >= 1 for the Oracle (ass.source_domain: ''): it trains on "
+            "the labelled target images only")
+    if cfg.ass.variant != "none":
+        bad("ass.variant", cfg.ass.variant, "none when data.n_labelled is 0: D_s learns its target "
+            "classes from labelled target images (#City = 0 is GA alone)")
 
 
 def extra_labelled(cfg) -> dict:
@@ -111,11 +131,26 @@ def semantic_discriminator(variant: str, channels: int, num_classes: int, hidden
     return nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.LeakyReLU(slope), nn.Conv2d(hidden, 2 * num_classes, 1))
 
 
+def source_to_target(source_classes, target_classes) -> torch.Tensor:
+    """A 256-entry lookup: source label id -> target label id of the class of the same name;
+    void (and any id that names no class) stays void."""
+    lut = torch.full((256,), IGNORE_INDEX, dtype=torch.long)
+    index = {name: k for k, name in enumerate(target_classes)}
+    lut[:len(source_classes)] = torch.tensor([index[name] for name in source_classes])
+    return lut
+
+
 class State(nn.Module):
     def __init__(self, cfg, model, num_classes: int):
         super().__init__()
         c = cfg.ass
         self.settings, self.target, self.num_classes = c, cfg.data.domains[0], num_classes
+        if c.source_domain:
+            from unisemi.data import label_space
+            lut = source_to_target(label_space(c.source_domain),
+                                   label_space(self.target))
+            # not persistent: a function of the config, so checkpoints stay as they were
+            self.register_buffer("source_labels", lut, persistent=False)
         self.d_global = global_discriminator(num_classes, c.gd_width, c.leaky_slope)
         self.d_semantic = (semantic_discriminator(c.variant, model.feature_channels, num_classes, c.hidden,
                                                   c.leaky_slope) if c.variant != "none" else None)
@@ -161,10 +196,18 @@ def class_means(features: torch.Tensor, labels: torch.Tensor, num_classes: int):
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over the masked entries; 0 (with a zero gradient everywhere) when none is, so that a
-    rank whose batch lacks every class still averages well-defined gradients."""
+    """Mean over the masked entries of the global batch (every rank's); 0, with a zero gradient
+    everywhere, when no rank has one.
+
+    On W ranks each rank divides its own sum by (global count) / W rather than by its own count:
+    the loop averages gradients over ranks, so the result is the gradient of the mean over all
+    ranks' entries, as one process on the concatenated batch computes it, however the classes
+    fall on the ranks (a per-rank mean would weight an entry by 1 / its rank's count). A rank
+    whose batch lacks a class, or every class, contributes a zero sum, never NaN."""
     m = mask.to(values.dtype)
-    return (values * m).sum() / m.sum().clamp_min(1)
+    _, size = ddp.world()
+    count = ddp.sum_over_ranks(m.sum().detach().clone())   # one scalar all-reduce; none on 1 rank
+    return (values * m).sum() * size / count.clamp_min(1)
 
 
 def bce(logits: torch.Tensor, z: float) -> torch.Tensor:
@@ -219,18 +262,22 @@ def csa_terms(d_semantic, f_source, y_source, f_target, y_target, c: int):
 
 def losses(model, state, batch: dict, step: int) -> dict:
     c, t, n = state.settings, state.target, state.num_classes
-    x_tl, y_tl = batch["labelled"][t]
     if not c.source_domain:                                      # the Oracle
+        x_tl, y_tl = batch["labelled"][t]
         return {"seg": {f"seg/{t}": c.lambda_seg * cross_entropy(model(x_tl, t)["logits"], y_tl)}}
     x_s, y_s = batch["labelled"][c.source_domain]
+    y_s = state.source_labels[y_s]                               # source ids -> the target's
     x_tu = batch["unlabelled"][t]
+    # #City = 0: no labelled target batch (validate allows GA only); T_L is then empty.
+    x_tl, y_tl = batch["labelled"].get(t, (x_tu[:0], y_s[:0]))
     # Source and target in separate passes, as AdaptSegNet: BN statistics of one domain each.
     out_s = model(x_s, t)
     out_t = model(torch.cat([x_tl, x_tu]), t)
     b = x_tl.shape[0]
     logits_tl, logits_tu = out_t["logits"][:b], out_t["logits"][b:]
-    seg = {f"seg/{c.source_domain}": c.lambda_seg * cross_entropy(out_s["logits"], y_s),
-           f"seg/{t}": c.lambda_seg * cross_entropy(logits_tl, y_tl)}
+    seg = {f"seg/{c.source_domain}": c.lambda_seg * cross_entropy(out_s["logits"], y_s)}
+    if b:
+        seg[f"seg/{t}"] = c.lambda_seg * cross_entropy(logits_tl, y_tl)
     p_s, p_tu = out_s["logits"].softmax(1), logits_tu.softmax(1)
     seg["gadv"] = c.lambda_gadv * ga_generator(state.d_global, p_s)
     disc = {"gd": c.lambda_gd * ga_discriminator(state.d_global, p_s, p_tu)}
