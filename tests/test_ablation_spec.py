@@ -279,7 +279,9 @@ def test_every_shipped_spec_expands_on_both_profiles(path):
     for t in trials:
         build_config(t.config, f"{path} {t.cell_id}")            # the dict a Ray worker gets validates
         assert set(t.domain_keys) <= set(s.domains) and t.config["data"]["domains"]
-    assert {t.cell_id for t in trials} | set(pending) == {cell_id(c) for c in s.cells()}
+    subset = s.raw["profiles"]["laptop"].get("only") or {}            # the laptop's row subset
+    assert {t.cell_id for t in trials} | set(pending) == {
+        cell_id(c) for c in s.cells() if all(str(c[a]) in levels for a, levels in subset.items())}
     rows_levels = {str(level) for level in s.axes[s.layout["rows"]]}
     assert set(map(str, s.raw.get("paper") or {})) <= rows_levels, "paper: keys must be row levels"
     for cell in s.cells():
@@ -356,3 +358,70 @@ def test_a_profile_swaps_the_stand_in_source_for_its_dataset():
     assert {t.config["ass"]["source_domain"] for t in paper if t.cell["method"] == "ass"} == {"gta5"}
     assert {t.config["contrastive"]["source_domain"] for t in laptop
             if t.cell["method"] == "ours_adaptation"} == {"game"}
+
+
+def _two_axis_spec(tmp_path, **extra):
+    """tiny_spec with a second axis (n: n8, n16) and `extra` merged into the spec's top level
+    (a `laptop_only` entry goes to profiles.laptop.only)."""
+    from conftest import tiny_spec
+    path = tiny_spec(tmp_path, cells=("a", "b", "c"), seeds=1)
+    raw = yaml.safe_load(path.read_text())
+    raw["axes"]["n"] = {"n8": {"set": {"data.n_labelled": 8}}, "n16": {"set": {"data.n_labelled": 16}}}
+    raw["layout"]["columns"] = "n"
+    raw["paper"] = {"a": {"n8": {"main": 50.0}}}
+    if "laptop_only" in extra:
+        raw["profiles"]["laptop"]["only"] = extra.pop("laptop_only")
+    raw.update(extra)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def test_a_profile_only_runs_its_subset_and_the_command_line_only_replaces_it_per_axis(tmp_path):
+    from unisemi.ablation.spec import parse_only
+    s = load_spec(str(_two_axis_spec(tmp_path, laptop_only={"variant": ["a", "c"], "n": "n8"})))
+    cells = lambda trials: sorted(t.cell_id for t in trials)        # noqa: E731
+    trials, pending = expand(s, "laptop")
+    assert cells(trials) == ["variant=a,n=n8", "variant=c,n=n8"] and pending == {}
+    # --only n=n16 replaces the profile's n, keeps its variant subset
+    trials, _ = expand(s, "laptop", only=parse_only(["n=n16"]))
+    assert cells(trials) == ["variant=a,n=n16", "variant=c,n=n16"]
+    # --only variant=b runs the row the profile leaves out
+    trials, _ = expand(s, "laptop", only=parse_only(["variant=b", "n=n8", "n=n16"]))
+    assert cells(trials) == ["variant=b,n=n16", "variant=b,n=n8"]
+
+
+@pytest.mark.parametrize("only, message", [
+    ({"size": ["s"]}, r"key 'profiles.laptop.only.size': 'size' is not an axis \(axes: variant, n\)"),
+    ({"n": ["n32"]}, r"key 'profiles.laptop.only.n': 'n32' is not a level of the 'n' axis \(levels: n8, n16\)"),
+    ({"n": []}, r"key 'profiles.laptop.only.n': an empty list of levels would run nothing"),
+    (["n8"], r"key 'profiles.laptop.only': expected a mapping of axis -> levels"),
+])
+def test_a_bad_profile_only_names_the_key_and_the_valid_choices(tmp_path, only, message):
+    path = _two_axis_spec(tmp_path, laptop_only=only)
+    with pytest.raises(SpecError, match=message) as err:
+        load_spec(str(path))
+    assert str(path) in str(err.value)
+
+
+def test_not_run_cells_are_pending_with_their_reason_and_match_partial_cells(tmp_path):
+    why = "nothing to train on at n8"
+    s = load_spec(str(_two_axis_spec(tmp_path, not_run=[
+        {"cell": {"variant": "a", "n": "n8"}, "why": why},
+        {"cell": {"variant": "c"}, "why": "every n of c"}])))
+    trials, pending = expand(s, "laptop")
+    assert pending == {"variant=a,n=n8": f"not runnable ({why})",
+                       "variant=c,n=n8": "not runnable (every n of c)",
+                       "variant=c,n=n16": "not runnable (every n of c)"}
+    assert sorted(t.cell_id for t in trials) == ["variant=a,n=n16", "variant=b,n=n16", "variant=b,n=n8"]
+
+
+@pytest.mark.parametrize("entries, message", [
+    ([{"cell": {"variant": "z"}, "why": "x"}], r"key 'not_run\[0\].cell.variant': 'z' is not a level"),
+    ([{"cell": {"size": "s"}, "why": "x"}], r"key 'not_run\[0\].cell.size': 'size' is not an axis"),
+    ([{"cell": {"variant": "a"}}], r"key 'not_run\[0\].why': expected the reason as text"),
+    ([{"cell": {"variant": "a"}, "why": "x", "note": 1}], r"unknown key 'not_run\[0\].note'"),
+    ({"variant": "a"}, r"key 'not_run': expected a list"),
+])
+def test_a_bad_not_run_entry_names_its_key(tmp_path, entries, message):
+    with pytest.raises(SpecError, match=message):
+        load_spec(str(_two_axis_spec(tmp_path, not_run=entries)))

@@ -10,7 +10,7 @@ from unisemi.ablation.ledger import ConfigChanged
 from unisemi.ablation.lock import LockHeld
 from unisemi.ablation.runner import RunnerError
 from unisemi.ablation.site import ReportError
-from unisemi.ablation.spec import SpecError, all_specs, expand, load_spec, parse_only
+from unisemi.ablation.spec import NOT_RUN, SpecError, all_specs, expand, load_spec, parse_only
 from unisemi.ablation.store import StoreError
 from unisemi.ablation.trackers import TrackerError, add_tracker_option
 from unisemi.config import ConfigError, parse_override, _merge
@@ -54,13 +54,14 @@ def list_tables(out=print) -> None:
         try:
             spec = load_spec(str(path))
             trials, pending = expand(spec, "laptop", 1)
-            reference = sum(r.startswith("paper-only") for r in pending.values())
-            cells = len(spec.cells()) - reference          # paper-only rows are never run
+            # paper-only rows and `not_run:` cells are never run: not "pending" on a method
+            reference = sum(r.startswith(("paper-only", NOT_RUN)) for r in pending.values())
+            cells = len(spec.cells()) - reference
             waiting = len(pending) - reference
             status = "ready" if not waiting else (
                 "pending" if waiting == cells else f"partial: {cells - waiting}/{cells} cells runnable")
             if reference:
-                status += f" (+{reference} paper-only)"
+                status += f" (+{reference} paper-only or not runnable)"
             out(f"{suite}/{table:8s} {status:28s} {spec.title}")
         except (SpecError, ConfigError) as exc:
             out(f"{suite}/{table:8s} {'invalid':28s} {exc}")

@@ -23,11 +23,17 @@ DEFAULT_SUITE = "contrastive"
 PROFILES = ("laptop", "paper")
 
 SPEC_KEYS = {"title", "reference", "preset", "evaluation", "metric", "seeds", "splits", "domains",
-             "profiles", "axes", "layout", "baseline", "plot", "paper", "footnotes", "per_class"}
+             "profiles", "axes", "layout", "baseline", "plot", "paper", "footnotes", "per_class",
+             "not_run"}
 LEVEL_KEYS = {"set", "per_domain", "label", "paper_only"}
-PROFILE_KEYS = {"domains", "set", "sources"}
+PROFILE_KEYS = {"domains", "set", "sources", "only"}
+NOT_RUN_KEYS = {"cell", "why"}
 LAYOUT_KEYS = {"rows", "columns"}
 PLOT_KEYS = {"kind", "axis", "log", "x"}
+
+
+# The reason of a cell that `not_run:` names starts so: such a cell cannot run by construction.
+NOT_RUN = "not runnable"
 
 
 class SpecError(ValueError):
@@ -102,6 +108,9 @@ class Spec:
             whose = self.level(axis, level).get("paper_only")
             if whose:
                 return f"paper-only reference row ({whose}): the paper's number, never run here"
+        for entry in self.raw.get("not_run") or ():
+            if all(str(cell[a]) == str(level) for a, level in entry["cell"].items()):
+                return f"{NOT_RUN} ({entry['why']})"
         method = self.cell_values(cell).get("method")
         if method is not None and method not in METHODS:
             return f"method '{method}' is not implemented yet"
@@ -161,6 +170,51 @@ def _checked_paper(path, paper, axes: dict, layout: dict, domains: list) -> dict
         return out
 
     return walk(paper, order, "paper.")
+
+
+def _levels_of(path, key: str, axis, levels, axes: dict) -> list[str]:
+    """The levels named under `key` for `axis`, as strings, each checked against the spec's axes."""
+    if axis not in axes:
+        raise key_error(path, key, f"'{axis}' is not an axis (axes: {', '.join(axes)})")
+    known = [str(x) for x in axes[axis]]
+    for level in levels:
+        if str(level) not in known:
+            raise key_error(path, key, f"{level!r} is not a level of the {axis!r} axis (levels: {', '.join(known)})")
+    return [str(x) for x in levels]
+
+
+def _checked_only(path, key: str, only, axes: dict) -> dict:
+    """A profile's `only: {axis: [levels]}` (or one level): the cells that profile runs unless
+    the command line's --only names the axis; returned as {axis: [level strings]}."""
+    if not isinstance(only, dict) or not only:
+        raise key_error(path, key, f"expected a mapping of axis -> levels, e.g. {{city: [c100, c500]}}, got {only!r}")
+    out = {}
+    for axis, levels in only.items():
+        levels = levels if isinstance(levels, list) else [levels]
+        if not levels:
+            raise key_error(path, f"{key}.{axis}", "an empty list of levels would run nothing")
+        out[str(axis)] = _levels_of(path, f"{key}.{axis}", axis, levels, axes)
+    return out
+
+
+def _check_not_run(path, entries, axes: dict) -> None:
+    """`not_run: [{cell: {axis: level, ...}, why: text}]`: the cells matching each partial cell
+    (a subset of the axes) are pending with that reason, never run (e.g. the Oracle at #City = 0,
+    which has nothing to train on)."""
+    if not isinstance(entries, list) or not entries:
+        raise key_error(path, "not_run", f"expected a list of {{cell: {{axis: level}}, why: text}}, got {entries!r}")
+    for i, entry in enumerate(entries):
+        where = f"not_run[{i}]"
+        if not isinstance(entry, dict):
+            raise key_error(path, where, f"expected {{cell: {{axis: level}}, why: text}}, got {entry!r}")
+        check_keys(path, f"{where}.", entry, NOT_RUN_KEYS)
+        cell, why = entry.get("cell"), entry.get("why")
+        if not isinstance(cell, dict) or not cell:
+            raise key_error(path, f"{where}.cell", f"expected a mapping of axis -> level, got {cell!r}")
+        for axis, level in cell.items():
+            _levels_of(path, f"{where}.cell.{axis}", axis, [level], axes)
+        if not isinstance(why, str) or not why.strip():
+            raise key_error(path, f"{where}.why", f"expected the reason as text, got {why!r}")
 
 
 def _substitute_other(values, keys, domains, dmap: dict, path, cid):
@@ -286,6 +340,10 @@ def validate_spec(path: Path, raw: dict) -> None:
         missing = [d for d in domains if d not in dmap]
         if missing:
             raise key_error(path, f"profiles.{prof}.domains", f"no dataset for table domain(s) {missing}")
+        if "only" in (body or {}):
+            body["only"] = _checked_only(path, f"profiles.{prof}.only", body["only"], axes)
+    if "not_run" in raw:
+        _check_not_run(path, raw["not_run"], axes)
     layout = raw.get("layout") or {}
     check_keys(path, "layout.", layout, LAYOUT_KEYS)
     for k, axis in layout.items():
@@ -378,7 +436,11 @@ def _rename_sources(values: dict, sources: dict) -> dict:
 def expand(spec: Spec, profile: str = "laptop", seeds: int | None = None,
            overrides: dict | None = None, only: dict | None = None) -> tuple[list[Trial], dict]:
     """All trials of a spec (restricted to the cells whose levels are in `only`, if given), plus
-    {cell_id: reason} for the cells that cannot run yet."""
+    {cell_id: reason} for the cells that cannot run yet.
+
+    A profile's own `only` restricts it further (the laptop subset of a long sweep); an axis that
+    the command line's `only` names is taken from the command line instead, so `--only city=c50`
+    runs a row the profile leaves out."""
     for axis, levels in (only or {}).items():
         if axis not in spec.axes:
             raise SpecError(f"--only {axis}=...: '{axis}' is not an axis of {spec.path} "
@@ -393,6 +455,7 @@ def expand(spec: Spec, profile: str = "laptop", seeds: int | None = None,
     if prof is None:
         raise SpecError(f"{spec.path}: no '{profile}' profile (key 'profiles.{profile}')")
     dmap_table = dict(prof.get("domains") or {})     # table key -> dataset/domain name
+    only = {**{a: set(levels) for a, levels in (prof.get("only") or {}).items()}, **(only or {})}
     from unisemi.data import known_domains
     for key, name in dmap_table.items():
         if name not in known_domains():
