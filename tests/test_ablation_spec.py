@@ -425,3 +425,22 @@ def test_not_run_cells_are_pending_with_their_reason_and_match_partial_cells(tmp
 def test_a_bad_not_run_entry_names_its_key(tmp_path, entries, message):
     with pytest.raises(SpecError, match=message):
         load_spec(str(_two_axis_spec(tmp_path, not_run=entries)))
+
+
+@pytest.mark.skipif(not REFERENCE.exists(), reason="../shared/papers not beside the checkout")
+def test_ass_table2_numbers_match_the_reference_sweeps():
+    """ass.table2 is nested {variant: {#City: {lambda: mIoU}}}, a shape the generic check skips."""
+    ref = yaml.safe_load(REFERENCE.read_text())["ass"]["table2"]
+    s = load_spec("ass/table2")
+    checked = 0
+    for variant in ("fcsa", "csa"):
+        for city, by_lambda in ref[variant].items():
+            for lam, value in by_lambda.items():
+                assert s.paper_value({"sweep": f"{variant}_{city}", "lambda_sadv": str(lam)}, "cs") == value
+                checked += 1
+    assert checked == 12
+    # every cell with a paper number runs somewhere (laptop or --only), none without one does
+    from unisemi.ablation.spec import cell_id
+    _, pending = expand(s, "laptop", only={"sweep": {"fcsa_c100", "fcsa_c500", "csa_c500"}})
+    for cell in s.cells():
+        assert (s.paper_value(cell, "cs") is None) == (cell_id(cell) in pending), cell
