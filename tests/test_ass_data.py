@@ -25,7 +25,7 @@ def test_a_domain_without_labelled_images_has_no_labelled_batch_but_its_unlabell
     cfg = load_config("ass_game_city", TINY + ["data.n_labelled=0", "ass.variant=none"])
     city = load_domain(cfg.data, "city")
     assert len(city.labelled) == 0 and len(city.unlabelled) == 2975
-    batches = Batches(cfg, {"city": city}, True, "cpu", rank=0)
+    batches = Batches(cfg, {"city": city}, True, torch.device("cpu"), rank=0)
     batch = batches.next()
     assert "city" not in batch["labelled"] and batch["unlabelled"]["city"].shape == (2, 3, 32, 64)
     state = batches.state_dict()                       # checkpoints hold only the samplers that exist
@@ -66,13 +66,13 @@ def test_a_fully_labelled_domain_draws_its_unlabelled_stream_from_the_whole_pool
     cfg = load_config("ass_game_city", TINY + ["data.n_labelled=2975"])
     city = load_domain(cfg.data, "city")
     assert len(city.unlabelled) == 0
-    batches = Batches(cfg, {"city": city}, True, "cpu", rank=0)
+    batches = Batches(cfg, {"city": city}, True, torch.device("cpu"), rank=0)
     assert torch.equal(batches.unlabelled["city"].indices, torch.arange(2975))
     # its own seed: not the labelled stream's order
     assert not torch.equal(batches.unlabelled["city"].next(), batches.labelled["city"].next())
     # a partly labelled domain keeps the rest of the pool as its unlabelled set
     part = load_domain(load_config("ass_game_city", TINY).data, "city")
-    mixed = Batches(cfg, {"city": part}, True, "cpu", rank=0)
+    mixed = Batches(cfg, {"city": part}, True, torch.device("cpu"), rank=0)
     assert torch.equal(mixed.unlabelled["city"].indices, part.unlabelled)
 
 
@@ -94,7 +94,7 @@ def test_sim_labels_map_by_name_into_the_target_ids():
     # SYNTHIA16 -> Cityscapes: wall 3 -> 3, vegetation 8 -> 8, sky 9 -> 10, person 10 -> 11,
     # car 12 -> 13, bus 13 -> 15, motorcycle 14 -> 17, bicycle 15 -> 18
     from unisemi.data import label_space
-    full = ass.source_to_target(label_space("synthetic", "sim"), label_space("synthetic", "city"))
+    full = ass.source_to_target(label_space("sim"), label_space("city"))
     assert full[torch.tensor([0, 3, 8, 9, 10, 12, 13, 14, 15, V])].tolist() == [0, 3, 8, 10, 11, 13, 15, 17, 18, V]
 
 
