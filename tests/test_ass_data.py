@@ -131,3 +131,27 @@ def test_the_miou_over_a_class_subset_by_hand():
 def test_eval_classes_must_be_classes_of_every_evaluated_domain():
     with pytest.raises(ConfigError, match=r"key 'eval.classes': 'signsymbol' is not valid, expected a class of domain 'city'"):
         load_config("ass_game_city", TINY + ["eval.classes=[road, signsymbol]"])
+
+
+# ---------------------------------------------------------------------------------------------
+# the same rules on a real dataset (a fixture tree in the Cityscapes layout)
+
+def test_a_real_dataset_at_city_0_and_all_follows_the_embedded_worlds_rules(tmp_path, monkeypatch):
+    import fixtures_real as fx
+    from unisemi.data import real
+    fx.cityscapes_tree(tmp_path / "cityscapes")
+    monkeypatch.setenv("UNISEMI_DATA", str(tmp_path))
+    base = ["data.domains=[cityscapes]", "data.resize=[32,64]", "data.crop=[32,32]", "data.workers=0"]
+    pool = len(load_domain(load_config(None, base + ["data.n_labelled=1"]).data, "cityscapes").train_pairs)
+    full = load_domain(load_config(None, base + [f"data.n_labelled={pool}"]).data, "cityscapes")
+    assert len(full.unlabelled) == 0
+    reads = []
+    read = real._read_labelled
+    monkeypatch.setattr(real, "_read_labelled", lambda *a: reads.append(a) or read(*a))
+    (x,) = full.stream("unlabelled", 2, seed=0, part=(0, 1), pin_memory=False).next()
+    assert x.shape == (2, 3, 32, 32) and reads == []          # the whole pool, labels unread
+    # #City = 0: no labelled stream for the target, its unlabelled stream over the whole pool
+    cfg = load_config(None, base + ["method=ass", "data.n_labelled=0", "ass.source_domain=game",
+                                    "ass.variant=none", "data.batch_size=2", "data.unlabelled_batch_size=2"])
+    batches = Batches(cfg, {"cityscapes": load_domain(cfg.data, "cityscapes")}, True, torch.device("cpu"), rank=0)
+    assert batches.streams["labelled"] == {} and set(batches.streams["unlabelled"]) == {"cityscapes"}

@@ -69,11 +69,13 @@ class Batches:
         pin = torch.device(device).type == "cuda"
         self.labelled, self.unlabelled, self.streams = {}, {}, {"labelled": {}, "unlabelled": {}}
         for i, (d, dd) in enumerate(self.domains.items()):
-            if is_real(d):
-                self.streams["labelled"][d] = dd.stream("labelled", b, seed + 31 * i, self.part, pin)
-            elif len(dd.labelled):
+            if not len(dd.labelled):
                 # A domain without labelled images (#City = 0: unsupervised DA) has no labelled
                 # batch; methods that allow it (TRAINS_WITHOUT_LABELS) find its key absent.
+                continue
+            if is_real(d):
+                self.streams["labelled"][d] = dd.stream("labelled", b, seed + 31 * i, self.part, pin)
+            else:
                 self.labelled[d] = IndexSampler(dd.labelled, b * world_size, seed + 31 * i)
         if needs_unlabelled:    # the evaluated domains only; an extra (source) domain is all labelled
             for i, (d, dd) in enumerate(domains.items()):

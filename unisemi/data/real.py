@@ -176,7 +176,9 @@ class RealDomain:
 
     def stream(self, kind: str, batch: int, seed: int, part: tuple[int, int], pin_memory: bool):
         labels = kind == "labelled"
-        pool = self.labelled if labels else self.unlabelled
+        # A fully labelled dataset's unlabelled stream draws from the whole pool, labels unread
+        # (the embedded world's rule in train.Batches; ASS at #City = all, docs/ass.md).
+        pool = self.labelled if labels or not len(self.unlabelled) else self.unlabelled
         if len(pool) == 0:
             raise SourceError(f"{self.name}: no {kind} images to sample "
                               f"(data.n_labelled={len(self.labelled)} of {len(self.train_pairs)})")
