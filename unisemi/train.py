@@ -56,8 +56,10 @@ class Batches:
     (and flips) of one process with a batch of W x B, and never the same image twice in a step."""
 
     def __init__(self, cfg: Config, domains: dict, needs_unlabelled: bool, device, rank: int,
-                 raw: bool = False, extra_labelled: dict | None = None, world_size: int = 1):
+                 raw: bool = False, extra_labelled: dict | None = None, world_size: int = 1,
+                 relabel=None):
         seed = cfg.train.seed * 1_000
+        self.relabel = relabel          # (domain, pool indices, labels) -> labels, before the flip
         self.part = (rank, world_size)
         self.domains = {**domains, **(extra_labelled or {})}
         self.device, self.hflip, self.raw = device, cfg.data.hflip, raw
@@ -78,7 +80,10 @@ class Batches:
     def next(self) -> dict:
         batch = {"labelled": {}, "unlabelled": {}}
         for d, sampler in self.labelled.items():
-            x, y = self.domains[d].fetch("train", self._mine(sampler.next(), "labelled"))
+            indices = self._mine(sampler.next(), "labelled")
+            x, y = self.domains[d].fetch("train", indices)
+            if self.relabel is not None:
+                y = self.relabel(d, indices, y)
             if self.hflip:
                 x, y = random_hflip(x, y, self.aug, self.part)
             batch["labelled"][d] = (self._image(x), y.to(self.device).long())
@@ -172,9 +177,11 @@ def fit(cfg: Config, report=None, resume: str | Path | None = None, out_dir: str
     scalers = {g.name: torch.amp.GradScaler("cuda", enabled=fp16) for g in groups}
     update = getattr(method, "update", None)
     extra = {d: load_domain(dc, d) for d, dc in getattr(method, "extra_labelled", lambda c: {})(cfg).items()}
+    relabel = getattr(method, "relabel", None)
     batches = Batches(cfg, domains, method.NEEDS_UNLABELLED, device, rank,
                       raw=getattr(method, "RAW_IMAGES", False), extra_labelled=extra,
-                      world_size=world_size)
+                      world_size=world_size,
+                      relabel=(lambda d, i, y: relabel(state, d, i, y)) if relabel else None)
     splits = {d: {"split_id": dd.split_id, "split_hash": dd.split_hash, "n_labelled": len(dd.labelled)}
               for d, dd in domains.items()}
     timing = {"setup": time.perf_counter() - t0, "data": 0.0, "train": 0.0, "eval": 0.0}
