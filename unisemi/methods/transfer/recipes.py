@@ -28,16 +28,18 @@ LABEL_KEYS = LNET_KEYS + CAM_KEYS + ("cam_threshold", "diffusion_segments", "dif
                                      "diffusion_background_mask", "diffusion_background_q")
 PNET_KEYS = LNET_KEYS + ("pnet_pretrain_iterations", "pnet_lr", "pnet_size")
 DATA_ASIDE = ("val_images", "unlabelled_batch_size")    # no stage reads these
+OPTIM_ASIDE = ("lr", "head_lr_mult")    # the segmenter's: the own-loop stages have their own rates
 
 
-def stage_values(cfg, keys) -> dict:
+def stage_values(cfg, keys, whole_optim: bool = False) -> dict:
     """The config dict of a stage: data, model, optim, the train seed and the `transfer` keys."""
     from unisemi.config import to_dict
     from unisemi.data import synthetic
     d = to_dict(cfg)
+    optim = d["optim"] if whole_optim else {k: v for k, v in d["optim"].items() if k not in OPTIM_ASIDE}
     return {"method": "transfer", "world": synthetic.WORLD_VERSION,
             "data": {k: v for k, v in d["data"].items() if k not in DATA_ASIDE},
-            "model": d["model"], "optim": d["optim"], "train": {"seed": cfg.train.seed},
+            "model": d["model"], "optim": optim, "train": {"seed": cfg.train.seed},
             "transfer": {k: d["transfer"][k] for k in keys}}
 
 
@@ -62,7 +64,7 @@ def pnet_recipe(cfg) -> dict:
 def segmenter_recipe(cfg) -> dict:
     """The lnet phase of this trial's config, trained for `segmenter_iterations`."""
     n = cfg.transfer.segmenter_iterations
-    values = stage_values(cfg, LABEL_KEYS + ("segmenter_iterations",))
+    values = stage_values(cfg, LABEL_KEYS + ("segmenter_iterations",), whole_optim=True)
     values.pop("world")
     values["transfer"]["phase"] = "lnet"
     values["train"].update(iterations=n, eval_every=n)
