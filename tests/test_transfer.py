@@ -220,3 +220,53 @@ def test_adversarial_terms_follow_eq_4_and_5():
     assert disc.item() == pytest.approx(expected.item(), rel=1e-5)
     (g,) = torch.autograd.grad(disc, logits, allow_unused=True)
     assert g is None or (g == 0).all()             # Eq. 5 sees a detached prediction
+
+
+# --- the table -------------------------------------------------------------------------------------
+
+def test_table2_spec_rows_marks_paper_numbers_and_ratio_column():
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+    import yaml
+
+    from unisemi.ablation import report
+    from unisemi.ablation.spec import expand, load_spec
+    s = load_spec("transfer/table2")
+    trials, pending = expand(s, "laptop")
+    runnable = {t.cell_id for t in trials}
+    assert len(runnable) == 9 and len(trials) == 18                  # 1 + 4 splits x 2, two seeds
+    assert all("paper-only" in r for r in pending.values()) and len(pending) == 7
+    methods = {t.cell_id: t.config["method"] for t in trials}
+    assert methods["row=fully_supervised"] == "supervised" and methods["row=split4_pnet"] == "transfer"
+    for k in (1, 2, 3, 4):                                           # marks = the split's strong classes
+        for ph in ("lnet", "pnet"):
+            assert set(s.level("row", f"split{k}_{ph}").get("marked_classes") or []) == set(tc.strong_classes(k))
+    ref_file = Path(__file__).resolve().parents[2] / "shared" / "papers" / "reference_tables.yaml"
+    if ref_file.exists():
+        ref = yaml.safe_load(ref_file.read_text())["transfer"]["table2"]["miou"]
+        assert s.paper_value({"row": "fully_supervised"}, "voc") == ref["fully_supervised"]
+        for k in (1, 2, 3, 4):
+            for ph, name in (("lnet", "l_net"), ("pnet", "p_net")):
+                assert s.paper_value({"row": f"split{k}_{ph}"}, "voc") == ref[f"split{k}"][name]
+    # the ratio column: ours and the paper's, as % of the fully supervised cell
+    names = ["background", *tc.VOC_OBJECTS]
+    rows = []
+    for cell, miou in (("fully_supervised", 40.0), ("split1_pnet", 30.0)):
+        for seed in (0, 1):
+            rows.append(dict(trial=f"{cell}{seed}", cell=f"row={cell}", cell_json=json.dumps({"row": cell}),
+                             seed=seed, split_seed=seed, domain="objects", domain_key="voc", is_final=True,
+                             is_best=True, status="ok", miou=miou + seed, class_names=names,
+                             class_iou=[miou] * 21, profile="laptop"))
+    df = pd.DataFrame(rows)
+    out = report.summarize(s, df).set_index("cell")
+    assert out.loc["row=split1_pnet", "ratio"] == pytest.approx(100 * 30.5 / 40.5)
+    assert out.loc["row=split1_pnet", "paper_ratio"] == pytest.approx(100 * 60.7 / 62.9)   # 96.5%
+    md = report.markdown(s, report.summarize(s, df), [])
+    assert "% of fully_supervised ours" in md and "75.3%" in md and "96.5%" in md
+    per_class = report.per_class_markdown(s, df)
+    line = next(l for l in per_class.splitlines() if l.startswith("| row=split1_pnet"))
+    cells = line.split(" | ")[1:-1]
+    marked = [n for n, v in zip(names, cells) if v.startswith("[")]
+    assert set(marked) == set(tc.SPLIT1_STRONG)
