@@ -217,9 +217,15 @@ def _body_rows(spec, row_keys, groups, cells, best, tex: bool):
                          expected=line.get("n_expected")),
                     _num(line["paper"]).replace("–", dash), _num(line["delta"], True).replace("–", dash)]
             if ratio:
-                out += [_num(line.get("ratio")).replace("–", dash) + ("\\%" if tex else "%"),
-                        _num(line.get("paper_ratio")).replace("–", dash) + ("\\%" if tex else "%")]
+                out += [_pct(line.get("ratio"), tex), _pct(line.get("paper_ratio"), tex)]
         yield _row_label(spec, spec.layout["rows"], rk[0], label), out
+
+
+def _pct(x, tex: bool) -> str:
+    text = _num(x)
+    if text == "–":
+        return "--" if tex else text
+    return text + (r"\%" if tex else "%")
 
 
 def _ratio_name(spec: Spec) -> str | None:
