@@ -84,10 +84,10 @@ def test_per_domain_levels_split_a_cell_into_one_trial_per_domain(tmp_path):
 
 
 def test_cells_of_unimplemented_methods_are_pending_not_errors(tmp_path):
-    # `ass` was the example until it was built; `transfer` is not built yet
-    p = tiny_spec(tmp_path, extra_levels={"future": {"set": {"method": "transfer", "transfer.alpha": 1}}})
+    # `ass` and `transfer` were the example until they were built; `wssl` is not built
+    p = tiny_spec(tmp_path, extra_levels={"future": {"set": {"method": "wssl", "wssl.alpha": 1}}})
     trials, pending = expand(load_spec(str(p)), seeds=1)
-    assert pending == {"variant=future": "method 'transfer' is not implemented yet"}
+    assert pending == {"variant=future": "method 'wssl' is not implemented yet"}
     assert len(trials) == 2
 
 

@@ -86,8 +86,10 @@ def cmd_report(args) -> int:
 def stage_builders() -> dict:
     """{stage name: rebuild(recipe, fit) -> folder}: how each kind of stage is made again."""
     from unisemi import pretrain
+    from unisemi.methods.transfer.recipes import BUILDERS as transfer_builders
     from unisemi.methods.universal import embeddings
-    return {pretrain.STAGE: pretrain.rebuild_stage, embeddings.STAGE: embeddings.rebuild_stage}
+    return {pretrain.STAGE: pretrain.rebuild_stage, embeddings.STAGE: embeddings.rebuild_stage,
+            **transfer_builders}
 
 
 def cmd_stages(args) -> int:

@@ -56,8 +56,10 @@ class Batches:
     (and flips) of one process with a batch of W x B, and never the same image twice in a step."""
 
     def __init__(self, cfg: Config, domains: dict, needs_unlabelled: bool, device, rank: int,
-                 raw: bool = False, extra_labelled: dict | None = None, world_size: int = 1):
+                 raw: bool = False, extra_labelled: dict | None = None, world_size: int = 1,
+                 relabel=None):
         seed = cfg.train.seed * 1_000
+        self.relabel = relabel          # (domain, pool indices, labels) -> labels, before the flip
         self.part = (rank, world_size)
         self.domains = {**domains, **(extra_labelled or {})}
         self.device, self.hflip, self.raw = device, cfg.data.hflip, raw
@@ -74,6 +76,11 @@ class Batches:
                 # batch; methods that allow it (TRAINS_WITHOUT_LABELS) find its key absent.
                 continue
             if is_real(d):
+                if relabel is not None:
+                    # the stream's workers crop before the loop sees a label: a relabelled map
+                    # could not follow, and training on the ground truth instead would be silent
+                    raise ValueError(f"data.domains: '{d}' is a real dataset, whose streams cannot "
+                                     f"take this method's generated labels yet (embedded-world domains only)")
                 self.streams["labelled"][d] = dd.stream("labelled", b, seed + 31 * i, self.part, pin)
             else:
                 self.labelled[d] = IndexSampler(dd.labelled, b * world_size, seed + 31 * i)
@@ -97,7 +104,10 @@ class Batches:
             if d in self.streams["labelled"]:
                 x, y = self.streams["labelled"][d].next()
             elif d in self.labelled:
-                x, y = self.domains[d].fetch("train", self._mine(self.labelled[d].next(), "labelled"))
+                indices = self._mine(self.labelled[d].next(), "labelled")
+                x, y = self.domains[d].fetch("train", indices)
+                if self.relabel is not None:
+                    y = self.relabel(d, indices, y)
                 if self.hflip:
                     x, y = random_hflip(x, y, self.aug, self.part)
             else:
@@ -209,9 +219,11 @@ def fit(cfg: Config, report=None, resume: str | Path | None = None, out_dir: str
     scalers = {g.name: torch.amp.GradScaler("cuda", enabled=fp16) for g in groups}
     update = getattr(method, "update", None)
     extra = {d: load_domain(dc, d) for d, dc in getattr(method, "extra_labelled", lambda c: {})(cfg).items()}
+    relabel = getattr(method, "relabel", None)
     batches = Batches(cfg, domains, method.NEEDS_UNLABELLED, device, rank,
                       raw=getattr(method, "RAW_IMAGES", False), extra_labelled=extra,
-                      world_size=world_size)
+                      world_size=world_size,
+                      relabel=(lambda d, i, y: relabel(state, d, i, y)) if relabel else None)
     splits = {d: {"split_id": dd.split_id, "split_hash": dd.split_hash, "n_labelled": len(dd.labelled)}
               for d, dd in domains.items()}
     timing = {"setup": time.perf_counter() - t0, "data": 0.0, "train": 0.0, "eval": 0.0}

@@ -77,7 +77,26 @@ def summarize(spec: Spec, df: pd.DataFrame, trials=None) -> pd.DataFrame:
     out["p_value"] = math.nan
     if baseline:
         _welch_against_baseline(spec, out, baseline)
+    if spec.raw.get("ratio_to"):
+        _ratios(spec, out, {str(k): str(v) for k, v in spec.raw["ratio_to"].items()})
     return out
+
+
+def _ratios(spec: Spec, out: pd.DataFrame, ref: dict) -> None:
+    """`ratio_to: {axis: level}`: each cell's mean (and the paper's number) as a percentage of the
+    cell with that level in the same column and domain (the transfer paper's "% of fully supervised")."""
+    out["ratio"], out["paper_ratio"] = math.nan, math.nan
+    for i, line in out.iterrows():
+        sel = out[out["domain"] == line["domain"]]
+        for a in spec.axes:
+            sel = sel[sel[f"axis:{a}"] == ref.get(a, line[f"axis:{a}"])]
+        if not len(sel):
+            continue
+        r = sel.iloc[0]
+        if r["mean"] and not math.isnan(r["mean"]):
+            out.at[i, "ratio"] = 100.0 * line["mean"] / r["mean"]
+        if line["paper"] is not None and r["paper"]:
+            out.at[i, "paper_ratio"] = 100.0 * line["paper"] / r["paper"]
 
 
 def _welch_against_baseline(spec: Spec, out: pd.DataFrame, baseline: dict) -> None:
@@ -166,9 +185,12 @@ def markdown(spec: Spec, summary: pd.DataFrame, footnotes: list[str]) -> str:
     row_keys, groups, cells, best = build_grid(spec, summary)
     rows_axis = spec.layout["rows"]
     head = [rows_axis]
+    ref = _ratio_name(spec)
     for c, d in groups:
         name = _header_name(c, d, spec)
         head += [f"{name} ours", f"{name} paper", f"{name} Δ"]
+        if ref:
+            head += [f"{name} % of {ref} ours", f"{name} % of {ref} paper"]
     lines = [f"### {spec.suite}/{spec.name}: {spec.title}", "",
              "| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
     for label, out in _body_rows(spec, row_keys, groups, cells, best, tex=False):
@@ -186,6 +208,7 @@ def grid_entries(spec, row_keys, groups, cells, best):
         out = []
         for c, d in groups:
             line = cells[(rk, c, d)]
+            ratio = bool(spec.raw.get("ratio_to"))
             if line is None:
                 out.append(None)
                 continue
@@ -198,17 +221,32 @@ def grid_entries(spec, row_keys, groups, cells, best):
 def _body_rows(spec, row_keys, groups, cells, best, tex: bool):
     """(row label, [ours, paper, delta] per column group) for every row of the layout."""
     dash = "--" if tex else "–"
+    ratio = bool(spec.raw.get("ratio_to"))
     for label, entries in grid_entries(spec, row_keys, groups, cells, best):
         out = []
         for e in entries:
             if e is None:
-                out += [dash] * 3
+                out += [dash] * (5 if ratio else 3)
                 continue
             line = e["line"]
             out += [_fmt(line["mean"], line["std"], line["n"], e["sig"], e["bold"], tex=tex,
                          expected=line.get("n_expected")),
                     _num(line["paper"]).replace("–", dash), _num(line["delta"], True).replace("–", dash)]
+            if ratio:
+                out += [_pct(line.get("ratio"), tex), _pct(line.get("paper_ratio"), tex)]
         yield label, out
+
+
+def _pct(x, tex: bool) -> str:
+    text = _num(x)
+    if text == "–":
+        return "--" if tex else text
+    return text + (r"\%" if tex else "%")
+
+
+def _ratio_name(spec: Spec) -> str | None:
+    ref = spec.raw.get("ratio_to") or {}
+    return ", ".join(str(v) for v in ref.values()) or None
 
 
 def _row_label(spec, axis, level, default) -> str:
@@ -220,11 +258,13 @@ def latex(spec: Spec, summary: pd.DataFrame, footnotes: list[str]) -> str:
     row_keys, groups, cells, best = build_grid(spec, summary)
     rows_axis = spec.layout["rows"]
     esc = lambda s: str(s).replace("_", r"\_").replace("%", r"\%").replace(INCOMPLETE, r"$^\dagger$")  # noqa: E731
-    cols = "l" + "rrr" * len(groups)
+    per = 5 if spec.raw.get("ratio_to") else 3
+    cols = "l" + "r" * per * len(groups)
     lines = [r"\begin{table}[t]", r"\centering", r"\small", rf"\begin{{tabular}}{{{cols}}}", r"\toprule"]
-    top = [""] + [rf"\multicolumn{{3}}{{c}}{{{esc(_header_name(c, d, spec))}}}" for c, d in groups]
+    top = [""] + [rf"\multicolumn{{{per}}}{{c}}{{{esc(_header_name(c, d, spec))}}}" for c, d in groups]
     lines.append(" & ".join(top) + r" \\")
-    lines.append(" & ".join([esc(rows_axis)] + ["ours & paper & $\\Delta$"] * len(groups)) + r" \\")
+    sub = "ours & paper & $\\Delta$" + (" & \\% ours & \\% paper" if per == 5 else "")
+    lines.append(" & ".join([esc(rows_axis)] + [sub] * len(groups)) + r" \\")
     lines.append(r"\midrule")
     for label, out in _body_rows(spec, row_keys, groups, cells, best, tex=True):
         lines.append(" & ".join([esc(label)] + out) + r" \\")
@@ -244,12 +284,29 @@ def per_class_markdown(spec: Spec, df: pd.DataFrame) -> str | None:
         names = list(g.iloc[0]["class_names"])
         blocks += [f"**{dkey}**", "", "| cell | " + " | ".join(names) + " | mIoU |",
                    "|" + "|".join(["---"] * (len(names) + 2)) + "|"]
+        marked_any = False
         for cell, c in g.groupby("cell", sort=False):
             iou = np.nanmean(np.stack([np.asarray(v, float) for v in c["class_iou"]]), axis=0)
-            blocks.append(f"| {cell} | " + " | ".join(_num(float(v)) for v in iou)
+            marked = _marked_classes(spec, cell)
+            marked_any |= bool(marked)
+            blocks.append(f"| {cell} | " + " | ".join(f"[{_num(float(v))}]" if n in marked else _num(float(v))
+                                                       for n, v in zip(names, iou))
                           + f" | {c['miou'].mean():.1f} |")
         blocks.append("")
+        if marked_any:
+            blocks += ["[x]: a class of the level's `marked_classes` (transfer: a strong category, "
+                       "pixel-labelled; the paper greys these).", ""]
     return "\n".join(blocks)
+
+
+def _marked_classes(spec: Spec, cid: str) -> set:
+    """The class names the levels of a cell mark (`marked_classes:` of a level)."""
+    out = set()
+    for part in cid.split(","):
+        axis, _, level = part.partition("=")
+        if axis in spec.axes and level in spec.axes[axis]:
+            out |= set((spec.level(axis, level) or {}).get("marked_classes") or [])
+    return out
 
 
 def precision(summary: pd.DataFrame) -> dict | None:

@@ -24,8 +24,8 @@ PROFILES = ("laptop", "paper")
 
 SPEC_KEYS = {"title", "reference", "preset", "evaluation", "metric", "seeds", "splits", "domains",
              "profiles", "axes", "layout", "baseline", "plot", "paper", "footnotes", "per_class",
-             "not_run"}
-LEVEL_KEYS = {"set", "per_domain", "label", "paper_only"}
+             "not_run", "ratio_to"}
+LEVEL_KEYS = {"set", "per_domain", "label", "paper_only", "marked_classes"}
 PROFILE_KEYS = {"domains", "set", "sources", "only"}
 NOT_RUN_KEYS = {"cell", "why"}
 LAYOUT_KEYS = {"rows", "columns"}
@@ -351,8 +351,11 @@ def validate_spec(path: Path, raw: dict) -> None:
             raise key_error(path, f"layout.{k}", f"'{axis}' is not an axis (axes: {', '.join(axes)})")
     if raw.get("paper") is not None:
         raw["paper"] = _checked_paper(path, raw["paper"], axes, layout, domains)
+    ratio_to = raw.get("ratio_to") or {}
+    if not isinstance(ratio_to, dict):
+        raise key_error(path, "ratio_to", f"expected a mapping axis -> level, got {ratio_to!r}")
     baseline = raw.get("baseline") or {}
-    for axis, level in baseline.items():
+    for axis, level in [*baseline.items(), *ratio_to.items()]:
         if axis not in axes or str(level) not in {str(x) for x in axes[axis]}:
             raise key_error(path, f"baseline.{axis}", f"{level!r} is not a level of an axis")
     plot = raw.get("plot") or {}

@@ -8,6 +8,9 @@
     head_classes(config, domain, num_classes) -> int (optional)  # outputs of a domain's head
     build(config, model, stages) -> nn.Module     # method state: extra modules and buffers;
                                                   # stages.get(...) for products of earlier fits
+    relabel(state, domain, indices, labels) -> labels (optional)
+        # the labels a labelled batch trains on, given its pool indices and the dataset's ones
+        # (transfer: generated maps replace every weak-category image's ground truth)
     groups(config, model, state) -> [optim.Group] (optional)    # default: one SGD group
     losses(model, state, batch, step) -> {term: Tensor} | {group: {term: Tensor}}
         # weighted terms per update group (flat = the first group); never writes the state:
@@ -18,7 +21,7 @@
 
 A new method is one file plus one line here.
 """
-from unisemi.methods import ass, contrastive, finetune, supervised, universal
+from unisemi.methods import ass, contrastive, finetune, supervised, transfer, universal
 
 METHODS = {
     "supervised": supervised,
@@ -26,6 +29,7 @@ METHODS = {
     "universal": universal,
     "finetune": finetune,
     "ass": ass,
+    "transfer": transfer,
 }
 
 

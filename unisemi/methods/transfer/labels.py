@@ -1,0 +1,74 @@
+"""The diffusion stage: L_w for every weak image, from the L-Net's M and the CAM seeds (Eq. 2).
+
+Per weak image: M = sigmoid(L-Net), seeds of every class in its image-level labels from the CAM
+(strong classes included: a weak image gives no pixel label for any class), then
+`unisemi.diffusion.diffuse_image` (SLIC, Eq. 2 affinity on [mean CIELAB, mean M], harmonic walk,
+largest q or background). Images run in `transfer.diffusion_workers` processes; the maps are
+cached as the stage's `labels.pt`.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+STAGE = "transfer-labels"
+LABELS_FILE = "labels.pt"
+CHUNK = 256                        # images whose M and seeds are held at once
+
+
+def params(cfg):
+    from unisemi.diffusion import DiffusionParams
+    c = cfg.transfer
+    return DiffusionParams(n_segments=c.diffusion_segments, compactness=c.diffusion_compactness,
+                           sigma=c.diffusion_sigma, seed_fraction=c.diffusion_seed_fraction,
+                           background_mask_threshold=c.diffusion_background_mask,
+                           background_threshold=c.diffusion_background_q)
+
+
+def jobs_for(images: torch.Tensor, masks: torch.Tensor, seeds: torch.Tensor, present: torch.Tensor):
+    """(image HWC uint8, M, {class id: seed pixels}) per image, for the classes it is labelled with."""
+    out = []
+    for k in range(len(images)):                 # one job per image; the work inside is vectorised
+        ids = torch.nonzero(present[k]).flatten().tolist()
+        out.append((images[k].permute(1, 2, 0).contiguous().numpy(), masks[k].double().numpy(),
+                    {c + 1: seeds[k, c].numpy() for c in ids}))
+    return out
+
+
+def build(cfg, folder: Path, lnet_path: Path, cam_path: Path) -> None:
+    from unisemi.data import load_domain
+    from unisemi.diffusion import diffuse_images
+    from unisemi.methods.transfer import cam, lnet
+    from unisemi.methods.transfer.setting import partition
+    part = partition(cfg)
+    dd = load_domain(cfg.data, cfg.data.domains[0])
+    lnet_model = lnet.load(cfg, lnet_path)
+    cam_model = cam.load(cfg, cam_path, dd.num_classes - 1)
+    p = params(cfg)
+    maps, seconds = [], []
+    t0 = time.perf_counter()
+    for s in range(0, len(part.weak), CHUNK):
+        idx = part.weak[s:s + CHUNK]
+        images, _ = dd.fetch("train", idx)         # the images only: their labels are never read
+        present = part.weak_labels[s:s + CHUNK, 1:]
+        m = lnet.object_masks(lnet_model, images)
+        sd = cam.seeds(cam_model, images, present, cfg.transfer.cam_threshold)
+        out, sec = diffuse_images(jobs_for(images, m, sd, present), p, cfg.transfer.diffusion_workers)
+        maps += out
+        seconds += sec
+    h, w = dd.fetch("train", part.strong[:1] if len(part.strong) else part.weak[:1])[0].shape[-2:]
+    labels = torch.from_numpy(np.stack(maps)) if maps else torch.zeros(0, h, w, dtype=torch.uint8)
+    torch.save({"indices": part.weak, "labels": labels, "seconds_per_image": seconds,
+                "wall_s": time.perf_counter() - t0, "workers": cfg.transfer.diffusion_workers},
+               folder / LABELS_FILE)
+
+
+def load(path: Path) -> dict:
+    try:
+        return torch.load(path / LABELS_FILE)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file names the stage to rebuild
+        raise RuntimeError(f"{path}: unreadable diffusion stage ({exc.__class__.__name__}); rebuild "
+                           f"it with: python -m unisemi stages rebuild {path.name}") from None
