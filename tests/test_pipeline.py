@@ -280,3 +280,12 @@ def test_a_source_only_dataset_cannot_be_evaluated(tmp_path, monkeypatch):
 def test_pipeline_keys_are_checked(override, key):
     with pytest.raises(ConfigError, match=key):
         load_config(None, [override])
+
+
+def test_a_method_with_generated_labels_refuses_a_real_dataset(tmp_path, monkeypatch):
+    # the transfer method relabels weak images in the loop; real streams cannot carry that yet,
+    # and training on their ground truth instead would be silent
+    _build("pascal_voc", tmp_path)
+    monkeypatch.setenv("UNISEMI_DATA", str(tmp_path))
+    with pytest.raises(ValueError, match="embedded[- ]world"):
+        fit(load_config("transfer_objects", [*TINY, "data.domains=[pascal_voc]", "data.n_labelled=2"]))

@@ -107,6 +107,6 @@ def validate(cfg, bad, active: bool) -> None:
         bad("transfer.pnet_size", c.pnet_size, "0 (the image size) or a multiple of 8 (three 2x2 pools)")
     if active:
         from unisemi.data import label_space
-        if len(cfg.data.domains) != 1 or label_space(cfg.data.source, cfg.data.domains[0]) != VOC_LABELS:
+        if len(cfg.data.domains) != 1 or label_space(cfg.data.domains[0]) != VOC_LABELS:
             bad("data.domains", cfg.data.domains, "one domain with PASCAL VOC's label space "
                 "(objects) for method transfer")

@@ -25,10 +25,9 @@ from unisemi.optim import poly_lr
 
 def image_level_labels(data_cfg, domain: str, indices: torch.Tensor) -> torch.Tensor:
     """bool (N, C): the classes present in each train image, the only label a weak image has."""
-    if data_cfg.source != "synthetic":
-        raise ValueError(f"data.source '{data_cfg.source}': image-level labels exist for the "
-                         f"synthetic world only so far")
-    from unisemi.data import synthetic
+    from unisemi.data import is_real, synthetic
+    if is_real(domain):
+        raise ValueError(f"domain '{domain}': image-level labels come from the embedded world only so far")
     if len(indices) == 0:
         return torch.zeros(0, synthetic.get_domain(domain).num_classes, dtype=torch.bool)
     return synthetic.image_labels(domain, "train", indices, seed=data_cfg.world_seed)
