@@ -84,7 +84,8 @@ def cmd_report(args) -> int:
 
 
 def stage_builders() -> dict:
-    """{stage name: rebuild(recipe, fit) -> folder}: how each kind of stage is made again."""
+    """{stage name: rebuild(recipe, fit, configure) -> folder}: how each kind of stage is made again
+    (`configure(values, where)` builds a Config, for builders that need one before fitting)."""
     from unisemi import pretrain
     from unisemi.methods.transfer.recipes import BUILDERS as transfer_builders
     from unisemi.methods.universal import embeddings
@@ -109,7 +110,8 @@ def cmd_stages(args) -> int:
                          f"(known: {', '.join(sorted(builders))})")
     from unisemi.config import build_config
     from unisemi.train import fit
-    folder = builders[meta["name"]](meta["recipe"], lambda values: fit(build_config(values, args.stage)))
+    folder = builders[meta["name"]](meta["recipe"], lambda values: fit(build_config(values, args.stage)),
+                                    configure=build_config)
     print(f"rebuilt {folder}")
     return 0
 

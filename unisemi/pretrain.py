@@ -296,7 +296,7 @@ def ensure_pretrained(model_cfg, config: PretrainConfig | None = None) -> Path:
     return pretrain(cfg, progress=True)[0]
 
 
-def rebuild_stage(recipe: dict, fit=None) -> Path:
+def rebuild_stage(recipe: dict, fit=None, configure=None) -> Path:
     """`python -m unisemi stages rebuild pretrained-<hash>`: retrain from the stored recipe."""
     values = dict(recipe["config"])
     values["sizes"] = tuple(tuple(s) for s in values["sizes"])

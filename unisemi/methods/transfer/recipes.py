@@ -13,6 +13,8 @@ recipes of the stages it reads, so a changed input gives a new hash down the lin
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
 from unisemi.methods.transfer import cam, labels, lnet, pnet
@@ -33,9 +35,8 @@ OPTIM_ASIDE = ("lr", "head_lr_mult")    # the segmenter's: the own-loop stages h
 
 def stage_values(cfg, keys, whole_optim: bool = False) -> dict:
     """The config dict of a stage: data, model, optim, the train seed and the `transfer` keys."""
-    from unisemi.config import to_dict
     from unisemi.data import synthetic
-    d = to_dict(cfg)
+    d = json.loads(json.dumps(dataclasses.asdict(cfg)))     # as config.to_dict (no import back)
     optim = d["optim"] if whole_optim else {k: v for k, v in d["optim"].items() if k not in OPTIM_ASIDE}
     return {"method": "transfer", "world": synthetic.WORLD_VERSION,
             "data": {k: v for k, v in d["data"].items() if k not in DATA_ASIDE},
@@ -72,9 +73,8 @@ def segmenter_recipe(cfg) -> dict:
     return {"what": f"{SEGMENTER}-{VERSION}", "config": values, "labels": labels_recipe(cfg)}
 
 
-def _config(values: dict):
-    from unisemi.config import build_config
-    return build_config({k: v for k, v in values.items() if k != "world"}, "transfer stage recipe")
+def _config(values: dict, configure):
+    return configure({k: v for k, v in values.items() if k != "world"}, "transfer stage recipe")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -116,9 +116,9 @@ def segmenter_stage(cfg, get, fit, threads: int = 0) -> Path:
 # `python -m unisemi stages rebuild <name>-<hash>`
 
 def _rebuilder(name: str, recipe_of, getter):
-    def rebuild(recipe: dict, fit) -> Path:
+    def rebuild(recipe: dict, fit, configure) -> Path:
         from unisemi.stages import StageError, stage
-        cfg = _config(recipe["config"])
+        cfg = _config(recipe["config"], configure)
         if recipe_of(cfg) != recipe:
             raise StageError(f"stage {name}: its stored recipe does not match what this version of "
                              f"the code derives from it (an older stage); build it afresh from a run")

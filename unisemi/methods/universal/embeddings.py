@@ -146,7 +146,7 @@ def load_centroids(path: Path) -> torch.Tensor:
                            f"rebuild it with: python -m unisemi stages rebuild {path.parent.name}") from None
 
 
-def rebuild_stage(recipe: dict, fit) -> Path:
+def rebuild_stage(recipe: dict, fit, configure=None) -> Path:
     """`python -m unisemi stages rebuild label-embeddings-<hash>`: refit and recompute from the
     stored recipe alone (`fit(values)` is the training loop on a config dict)."""
     from unisemi.stages import stage
