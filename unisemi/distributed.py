@@ -7,6 +7,7 @@ evaluation (`FailureConfig`) and the metrics reach the caller (and Tune, when ru
 """
 from __future__ import annotations
 
+import os
 import platform
 import tempfile
 
@@ -39,6 +40,7 @@ def train_worker(loop_config: dict) -> None:
 
     from unisemi.train import NonFiniteLoss, fit
 
+    os.environ.update(loop_config.get("env") or {})     # the driver's dataset root (UNISEMI_DATA)
     cfg = build_config(loop_config["config"], "trainer config")
     previous = ray.train.get_checkpoint()
     resume_dir = previous.to_directory() if previous is not None else None
@@ -85,14 +87,15 @@ def scaling_config(num_workers: int, cpus_per_worker: float = 1.0, gpus_per_work
 
 def run_trainer(cfg: Config, num_workers: int = 2, cpus_per_worker: float = 1.0, gpus_per_worker: float = 0.0,
                 storage_path: str | None = None, name: str | None = None, max_failures: int = 2,
-                callbacks=()):
-    """Fit `cfg` with a TorchTrainer of `num_workers` DDP workers; returns Ray's `Result`."""
+                callbacks=(), env: dict | None = None):
+    """Fit `cfg` with a TorchTrainer of `num_workers` DDP workers; returns Ray's `Result`.
+    `env` is set in every worker before it reads data (the driver's UNISEMI_DATA)."""
     from ray.train import FailureConfig, RunConfig
     from ray.train.torch import TorchTrainer
 
     run_config = RunConfig(storage_path=storage_path, name=name, callbacks=list(callbacks),
                            failure_config=FailureConfig(max_failures=max_failures))
-    trainer = TorchTrainer(train_worker, train_loop_config={"config": to_dict(cfg)},
+    trainer = TorchTrainer(train_worker, train_loop_config={"config": to_dict(cfg), "env": dict(env or {})},
                            scaling_config=scaling_config(num_workers, cpus_per_worker, gpus_per_worker),
                            run_config=run_config)
     return trainer.fit()

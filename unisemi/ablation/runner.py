@@ -195,7 +195,8 @@ def _launch(spec, todo, store, profile, results_dir, address, workers_per_trial,
     meta = {"run_id": ray_session.new_run_id(), "suite": spec.suite, "table": spec.name, "profile": profile,
             "git_rev": git_revision(), "workers": workers_per_trial, "cpus_per_worker": cpus_per_trial,
             "gpus_per_worker": gpus_per_trial, "storage_path": str(storage / "train"),
-            "inject_fault": inject_fault}
+            "inject_fault": inject_fault,
+            "env": {k: os.environ[k] for k in ("UNISEMI_DATA",) if os.environ.get(k)}}
     with ray_session.ray_session(address, num_cpus):
         growth = ray_session.detect_growth()
         ray_session.check_placement(request, growth, RunnerError, log)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import subprocess
 import tempfile
 from pathlib import Path
@@ -100,6 +101,9 @@ def run_trial(params: dict, trials: dict, meta: dict) -> None:
     from unisemi.train import NonFiniteLoss, fit
 
     trial = trials[params["trial"]]
+    # A reused actor started before the driver set UNISEMI_DATA (or on another node) reads the
+    # driver's: the root the user launched the table with.
+    os.environ.update(meta.get("env") or {})
     cfg = build_config(trial["config"], f"trial {trial['key']}")
     if meta["workers"] >= 1:
         return _fit_distributed(cfg, trial, meta)
@@ -138,4 +142,4 @@ def _fit_distributed(cfg, trial, meta):
     run_trainer(cfg, num_workers=meta["workers"], cpus_per_worker=meta["cpus_per_worker"],
                 gpus_per_worker=meta["gpus_per_worker"], storage_path=meta.get("storage_path"),
                 name=f"{meta['suite']}-{meta['table']}-{trial['key']}", callbacks=[TuneReportCallback()],
-                max_failures=0)
+                max_failures=0, env=meta.get("env"))
