@@ -221,5 +221,6 @@ def describe_cost(priced: list[Priced], gpu: GPU = A100) -> str:
         lines.append("training inputs (H x W): " + ", ".join(f"{k} {h}x{w}" for k, (h, w) in inputs.items())
                      + " (the data layer's protocol, or data.crop / data.resize); no data is read")
     if any(p.source == "FLOPs" for p in priced):
-        lines.append("not included: evaluation, data loading, checkpoints, cluster start-up")
+        lines.append("not included: evaluation, data loading, checkpoints, cluster start-up, the "
+                     "transfer method's L-Net / CAM / diffusion / P-Net pre-training stages")
     return "\n".join(lines)

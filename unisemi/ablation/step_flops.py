@@ -280,9 +280,32 @@ def steps_ass(cfg, dom: dict) -> list[Term]:
     return terms
 
 
+def steps_transfer(cfg, dom: dict) -> list[Term]:
+    """transfer.losses: the segmenter on its labelled batch (strong labels + generated L_w); in the
+    pnet phase also P-Net on `pnet_max_classes` masked images per image, real and fake (G's term
+    through P-Net, P-Net's on the detached fake). The L-Net, CAM and diffusion stages are fits of
+    their own, built once per recipe and shared, and are not part of a row's step."""
+    from unisemi.methods.transfer.pnet import PNet
+    b, d = cfg.data.batch_size, dom[cfg.data.domains[0]]
+    fb = model_pass(cfg.model, d.classes, d.size, True)[0]
+    terms = [Term(f"segmenter fwd+bwd, {b} {d.dataset} images", b * fb)]
+    if cfg.transfer.phase == "pnet":
+        side = cfg.transfer.pnet_size
+        size = (side, side) if side else tuple(d.size)
+        with torch.device("meta"):
+            net = PNet(size)
+
+        def one(grad_input):
+            return count_flops(lambda: net(_meta(1, 3, *size, grad=grad_input)).sum().backward())
+        k = cfg.transfer.pnet_max_classes
+        terms.append(Term(f"P-Net fwd+bwd on {k} masks x {b} images: fake twice (G, D), real once",
+                          b * k * (2 * one(True) + one(False))))
+    return terms
+
+
 # Method name -> its step. A method without an entry cannot be priced: add one beside it.
 STEPS = {"supervised": steps_supervised, "finetune": steps_finetune, "universal": steps_universal,
-         "contrastive": steps_contrastive, "ass": steps_ass}
+         "contrastive": steps_contrastive, "ass": steps_ass, "transfer": steps_transfer}
 
 
 def labelled_count(cfg, d: Domain) -> int:
