@@ -102,35 +102,24 @@ def summarize(conf: torch.Tensor, classes, absent_as_zero: bool = False, subset=
     }
 
 
-@torch.no_grad()
 def evaluate_domain(model, images, labels, domain: str, num_classes: int, batch_size: int = 32,
                     device: torch.device | str = "cpu", normalize=None) -> torch.Tensor:
     """Confusion matrix of `model`'s `domain` head over uint8 images (N, 3, H, W) and labels (N, H, W):
     (C, C), or (C, C + 1) when the head has outputs beyond the C classes (see `confusion_matrix`)."""
-    was_training = model.training
-    model.eval()
-    # From the model, not from the logits: every rank's matrix has the same shape, shard empty or not.
-    extra = model.head_outputs[domain] > num_classes
-    conf = torch.zeros(num_classes, num_classes + extra, dtype=torch.long, device=device)
-    for start in range(0, len(images), batch_size):
-        x = images[start:start + batch_size].to(device)
-        x = normalize(x) if normalize is not None else x.float() / 255.0
-        y = labels[start:start + batch_size].to(device)
-        logits = model(x, domain)["logits"]
-        conf += confusion_matrix(logits.argmax(1), y, num_classes, extra_column=extra)
-    model.train(was_training)
-    return conf.cpu()
+    batches = ((images[s:s + batch_size], labels[s:s + batch_size]) for s in range(0, len(images), batch_size))
+    return evaluate_pairs(model, batches, domain, num_classes, device, normalize)
 
 
 @torch.no_grad()
 def evaluate_pairs(model, batches, domain: str, num_classes: int, device: torch.device | str = "cpu",
                    normalize=None) -> torch.Tensor:
-    """Confusion matrix over an iterable of (uint8 image (1, 3, h, w), label (1, H, W)) batches of
+    """Confusion matrix over an iterable of (uint8 images (B, 3, h, w), labels (B, H, W)) batches of
     any size, as a real dataset's val loader yields them. An image inferred at a smaller size than
     its label (Cityscapes at 512x1024 under a 1024x2048 label) has its logits upsampled bilinearly
     with aligned corners and is scored at the label's full resolution."""
     was_training = model.training
     model.eval()
+    # From the model, not from the logits: every rank's matrix has the same shape, shard empty or not.
     extra = model.head_outputs[domain] > num_classes
     conf = torch.zeros(num_classes, num_classes + extra, dtype=torch.long, device=device)
     for x, y in batches:

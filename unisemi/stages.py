@@ -119,3 +119,15 @@ def read_recipe(stage_id: str) -> dict:
         known = ", ".join(s["id"] for s in list_stages()) or "none"
         raise StageError(f"stage '{stage_id}': not in {cache_dir() / 'stages'} (cached: {known})")
     return json.loads(path.read_text())
+
+
+def load_weights(module, folder: Path, filename: str, what: str):
+    """`module` with the state dict a stage saved in folder/filename, in eval mode; an unreadable
+    file is one error naming the stage and the command that rebuilds it."""
+    import torch
+    try:
+        module.load_state_dict(torch.load(Path(folder) / filename)["state_dict"])
+    except Exception as exc:  # noqa: BLE001 - any unreadable file names the stage to rebuild
+        raise RuntimeError(f"{folder}: unreadable {what} stage ({exc.__class__.__name__}); rebuild it "
+                           f"with: python -m unisemi stages rebuild {Path(folder).name}") from None
+    return module.eval()

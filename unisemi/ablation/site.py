@@ -270,14 +270,20 @@ def rebuild_page(results, suite: str, table: str, log=print, outputs: bool = Tru
     return write_page(results, suite, table, df, trials, pending, profile, spec)
 
 
-def write_index(results, log=print) -> Path:
-    """results/report/index.html over every table with rows; a table without a page yet (rows from
-    before the report existed) gets its page rendered first, but not its table files: a run of
-    one table leaves the outputs of the others as they are."""
+def tables_with_rows(results) -> list:
+    """(suite, table) of every table in the store, or the one-line error when it holds none."""
     tables = stored_tables(results)
     if not tables:
         raise ReportError(f"{rows_root(results)}: no stored rows, nothing to report "
                           f"(run a table first: python ablations/run.py table6 --results {results})")
+    return tables
+
+
+def write_index(results, log=print) -> Path:
+    """results/report/index.html over every table with rows; a table without a page yet (rows from
+    before the report existed) gets its page rendered first, but not its table files: a run of
+    one table leaves the outputs of the others as they are."""
+    tables = tables_with_rows(results)
     metas = []
     for suite, table in tables:
         meta = assets_dir(results, suite, table) / META
@@ -290,10 +296,7 @@ def write_index(results, log=print) -> Path:
 
 def build_site(results, log=print) -> list[Path]:
     """Rebuild every table's page and the index; returns the pages and the index written."""
-    tables = stored_tables(results)
-    if not tables:
-        raise ReportError(f"{rows_root(results)}: no stored rows, nothing to report "
-                          f"(run a table first: python ablations/run.py table6 --results {results})")
+    tables = tables_with_rows(results)
     pages = []
     for suite, table in tables:
         rebuild_page(results, suite, table, log)

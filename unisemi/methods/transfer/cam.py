@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from unisemi.data.transforms import normalize
+from unisemi.stages import load_weights
 
 STAGE = "transfer-cam"
 WEIGHTS_FILE = "cam.pt"
@@ -61,13 +62,7 @@ def build(cfg, folder: Path) -> None:
 
 
 def load(cfg, path: Path, num_objects: int):
-    model = new_model(cfg, num_objects)
-    try:
-        model.load_state_dict(torch.load(path / WEIGHTS_FILE)["state_dict"])
-    except Exception as exc:  # noqa: BLE001 - any unreadable file names the stage to rebuild
-        raise RuntimeError(f"{path}: unreadable CAM stage ({exc.__class__.__name__}); rebuild it "
-                           f"with: python -m unisemi stages rebuild {path.name}") from None
-    return model.eval()
+    return load_weights(new_model(cfg, num_objects), path, WEIGHTS_FILE, "CAM")
 
 
 def seed_masks(cams: torch.Tensor, present: torch.Tensor, threshold: float) -> torch.Tensor:

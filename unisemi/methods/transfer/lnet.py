@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from unisemi.data.transforms import normalize
+from unisemi.stages import load_weights
 
 STAGE = "transfer-lnet"
 WEIGHTS_FILE = "lnet.pt"
@@ -58,13 +59,7 @@ def build(cfg, folder: Path) -> None:
 
 
 def load(cfg, path: Path):
-    model = new_model(cfg)
-    try:
-        model.load_state_dict(torch.load(path / WEIGHTS_FILE)["state_dict"])
-    except Exception as exc:  # noqa: BLE001 - any unreadable file names the stage to rebuild
-        raise RuntimeError(f"{path}: unreadable L-Net stage ({exc.__class__.__name__}); rebuild it "
-                           f"with: python -m unisemi stages rebuild {path.name}") from None
-    return model.eval()
+    return load_weights(new_model(cfg), path, WEIGHTS_FILE, "L-Net")
 
 
 @torch.no_grad()
