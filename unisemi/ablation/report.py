@@ -208,7 +208,6 @@ def grid_entries(spec, row_keys, groups, cells, best):
         out = []
         for c, d in groups:
             line = cells[(rk, c, d)]
-            ratio = bool(spec.raw.get("ratio_to"))
             if line is None:
                 out.append(None)
                 continue
