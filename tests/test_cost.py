@@ -85,7 +85,7 @@ def test_twice_the_iterations_is_twice_the_device_hours():
     spec = load_spec("universal/table1")
     only = {"method": {"supervised_only"}}
     base, _ = cost.price_table(spec, only=only)
-    double, _ = cost.price_table(spec, only=only, overrides={"train": {"iterations": 2000}})
+    double, _ = cost.price_table(spec, only=only, overrides={"train": {"iterations": 5200}})
     hours = sum(p.device_hours for p in base)
     assert hours > 0
     assert sum(p.device_hours for p in double) == pytest.approx(2 * hours, rel=1e-12)
@@ -110,7 +110,8 @@ def test_a_stored_gpu_measurement_wins_over_the_flop_estimate():
     hit = [p for p in priced if p.source.startswith("measured")]
     assert len(hit) == 1 and hit[0].step_s == pytest.approx(0.1)
     same = [x for x in trials if config_identity(x.config) == config_identity(t.config)]
-    assert hit[0].device_hours == pytest.approx(len(same) * 1000 * 0.1 / 3600)
+    iterations = t.config["train"]["iterations"]           # the profile's, not the measured run's
+    assert hit[0].device_hours == pytest.approx(len(same) * iterations * 0.1 / 3600)
     assert "measured on 1x NVIDIA H100" in cost.describe_cost(priced)
     # a CPU measurement is not a GPU step time: the estimate stays
     Store.final_rows = lambda self: pd.DataFrame([{"status": "ok", "device": "1x cpu (1 thread, x86_64)",

@@ -4,7 +4,7 @@ from dataclasses import dataclass, replace
 import pytest
 import torch
 
-from unisemi.models import ENCODERS, HEADS, SegmentationModel, build_model
+from unisemi.models import ENCODERS, HEADS, SegmentationModel, build_model, encode_parts
 from unisemi.models.weights import load_encoder_weights
 
 
@@ -205,3 +205,26 @@ def test_segmentation_model_is_constructible_directly():
     model = SegmentationModel(ENCODERS["tiny"](16, 16), HEADS["fcn"], {"a": 2})
     assert model(torch.randn(1, 3, 32, 32), "a")["logits"].shape == (1, 2, 32, 32)
     assert model.domains == ["a"]
+
+
+def test_encode_parts_one_pass_per_image_size():
+    model = build_model(_cfg(), SPACES)
+    a, b, c = torch.randn(2, 3, 64, 64), torch.randn(1, 3, 48, 80), torch.randn(3, 3, 64, 64)
+    feats = encode_parts(model, [a, b, c])
+    # train mode: batch norm statistics come from the pass, so the same-size parts must share one
+    joint = model.encode(torch.cat([a, c]))
+    torch.testing.assert_close(feats[0]["out"], joint["out"][:2])
+    torch.testing.assert_close(feats[2]["out"], joint["out"][2:])
+    torch.testing.assert_close(feats[1]["out"], model.encode(b)["out"])
+    assert [f["out"].shape[0] for f in feats] == [2, 1, 3]
+    assert feats[1]["out"].shape[-2:] == (6, 10)          # 48x80 at output stride 8
+
+
+def test_supervised_terms_take_domains_of_different_sizes():
+    from unisemi.methods.supervised import supervised_terms
+    model = build_model(_cfg(), SPACES)
+    labelled = {"cityscapes": (torch.randn(2, 3, 64, 64), torch.randint(0, 19, (2, 64, 64))),
+                "voc": (torch.randn(2, 3, 40, 56), torch.randint(0, 21, (2, 40, 56)))}
+    terms = supervised_terms(model, labelled)
+    assert set(terms) == {"sup/cityscapes", "sup/voc"}
+    assert all(torch.isfinite(t) for t in terms.values())

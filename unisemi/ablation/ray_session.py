@@ -60,6 +60,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, env: di
             if address:
                 ray.init(address=address, **common)
             else:
+                common["runtime_env"]["env_vars"] = {"PYTHONPATH": local_pythonpath()}
                 ray.init(num_cpus=num_cpus or os.cpu_count(), **common)
             started_here = True
         yield ray
@@ -71,6 +72,15 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, env: di
                 os.environ[k] = v
         if started_here:
             ray.shutdown()
+
+
+def local_pythonpath() -> str:
+    """PYTHONPATH for a local instance's workers: the checkout this driver imports unisemi from
+    first. Without it a worker imports whatever copy the environment has installed, which may be
+    another checkout or none at all, and every trial dies in the warm-import hook."""
+    package_root = str(Path(__file__).resolve().parents[2])
+    rest = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != package_root]
+    return os.pathsep.join([package_root, *rest])
 
 
 def new_run_id() -> str:

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from unisemi.losses import cross_entropy
+from unisemi.models import encode_parts
 
 NEEDS_UNLABELLED = False
 
@@ -22,13 +23,10 @@ def build(config, model, stages=None) -> nn.Module:
 def supervised_terms(model, labelled: dict, prefix: str = "sup") -> dict[str, torch.Tensor]:
     """{'sup/<domain>': CE} for a dict domain -> (x (B,3,H,W), y (B,H,W)), one encoder pass."""
     names = list(labelled)
-    x = torch.cat([labelled[d][0] for d in names])
-    feats = model.encode(x)
-    terms, start = {}, 0
-    for d in names:
+    feats = encode_parts(model, [labelled[d][0] for d in names])
+    terms = {}
+    for d, part in zip(names, feats):
         x_d, y_d = labelled[d]
-        part = {k: v[start:start + len(x_d)] for k, v in feats.items()}
-        start += len(x_d)
         logits = model.decode(part, d, x_d.shape[-2:])["logits"]
         terms[f"{prefix}/{d}"] = cross_entropy(logits, y_d)
     return terms

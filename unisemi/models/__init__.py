@@ -4,9 +4,9 @@ from __future__ import annotations
 import logging
 import os
 
-import torch.nn as nn
+import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from .encoders import ENCODERS, check_output_stride
 from .heads import HEADS
@@ -93,6 +93,24 @@ class SegmentationModel(nn.Module):
         out = self.decode(feats, domain, tuple(x.shape[-2:]))
         out["encoder"] = feats["out"]
         return out
+
+
+def encode_parts(model, parts: list[Tensor]) -> list[dict[str, Tensor]]:
+    """`model.encode` features of each batch in `parts`: one pass over all the batches of one
+    image size, so batch norm sees them together; domains of different sizes (Cityscapes crops
+    and whole CamVid images) get one pass per size instead of a failing concatenation."""
+    by_size: dict[tuple, list[int]] = {}
+    for i, x in enumerate(parts):
+        by_size.setdefault(tuple(x.shape[1:]), []).append(i)
+    out: list = [None] * len(parts)
+    for members in by_size.values():
+        feats = model.encode(torch.cat([parts[i] for i in members]))
+        start = 0
+        for i in members:
+            n = len(parts[i])
+            out[i] = {k: v[start:start + n] for k, v in feats.items()}
+            start += n
+    return out
 
 
 def _pretrained_path(value, cfg=None) -> str | None:

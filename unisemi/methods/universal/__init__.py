@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from unisemi.losses import cross_entropy, entropy_map
+from unisemi.models import encode_parts
 from unisemi.methods.universal.config import Config, validate  # noqa: F401  (the `universal:` section)
 from unisemi.methods.universal.embeddings import class_centroids, pretrained_centroids
 
@@ -112,21 +113,18 @@ def losses(model, state, batch: dict, step: int) -> dict[str, torch.Tensor]:
     use_entropy = u.alpha > 0 or u.beta > 0
     names = list(lab)
     parts = [lab[d][0] for d in names] + ([unl[d] for d in names] if use_entropy else [])
-    feats = model.encode(torch.cat(parts))                  # one encoder pass for everything
-    terms, start = {}, 0
-    for d in names:
+    feats = encode_parts(model, parts)           # one encoder pass per image size (usually one)
+    terms = {}
+    for d, part in zip(names, feats):
         x, y = lab[d]
-        part = {k: v[start:start + len(x)] for k, v in feats.items()}
-        start += len(x)
         logits = model.decode(part, d, x.shape[-2:])["logits"]   # a domain's images, its own head
         terms[f"sup/{d}"] = cross_entropy(logits, y)   # over every output, "None" included
     if not use_entropy:
         return terms
     emb = {}
-    for d in names:
+    for d, part in zip(names, feats[len(names):]):
         xu = unl[d]
-        e = state.projection(feats["out"][start:start + len(xu)])
-        start += len(xu)
+        e = state.projection(part["out"])
         if u.released_full_resolution:
             e = F.interpolate(e, size=xu.shape[-2:], mode="bilinear", align_corners=False)
         emb[d] = e
