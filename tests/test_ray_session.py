@@ -1,5 +1,6 @@
 """What a trial asks Ray for, and whether a cluster can ever give it: pure functions on resource
 dicts, no Ray instance needed (the end-to-end check is in test_ablation_cluster.py)."""
+import os
 from pathlib import Path
 
 import pytest
@@ -159,3 +160,13 @@ def test_pending_trials_on_an_autoscaling_cluster_are_reported_periodically():
     now[0] = 450
     reporter.on_step_end(0, [T("PENDING")])
     assert len(lines) == 3
+
+
+def test_local_workers_import_the_drivers_checkout_first(monkeypatch):
+    import unisemi
+    from unisemi.ablation.ray_session import local_pythonpath
+    root = str(Path(unisemi.__file__).resolve().parents[1])
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(["/elsewhere", root, "/other"]))
+    assert local_pythonpath().split(os.pathsep) == [root, "/elsewhere", "/other"]
+    monkeypatch.delenv("PYTHONPATH")
+    assert local_pythonpath() == root
