@@ -9,6 +9,8 @@ settings, its peak memory against dataset size, and the share of a laptop fit sp
 2. Per dataset, times `PairStream` items (read + map labels + resize/scale/crop/flip) in this
    process: that is the work of one worker. Prints ms per image and how many workers keep up
    with a GPU step of `--gpu-step` seconds at the paper's images per step.
+   Cityscapes also side by side: Pillow or libspng (pyspng) decoding, and the whole-image resize
+   then crop or the windowed resample the pipeline uses (the same pixels).
 3. Peak memory: a fresh process streams `--samples` Cityscapes samples through 2 workers from a
    pool of N and 4N files; the peak RSS of the loop's process and of the largest worker are
    read from getrusage. Flat in N is the goal.
@@ -130,6 +132,49 @@ def ms_per_image(name: str, root: Path, samples: int) -> float:
     return 1000 * (time.perf_counter() - t0) / samples
 
 
+def whole_then_crop(image, label, geo: pipeline.Geometry, rng):
+    """The geometry as it was before the windowed resample: resize the whole pair, then crop
+    (scale (1, 1), no padding: the Cityscapes protocol only)."""
+    h, w = geo.resize
+    image = np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR))
+    label = np.asarray(Image.fromarray(label).resize((w, h), Image.NEAREST))
+    top = int(rng.integers(0, h - geo.crop[0] + 1))
+    left = int(rng.integers(0, w - geo.crop[1] + 1))
+    image, label = image[top:top + geo.crop[0], left:left + geo.crop[1]], label[top:top + geo.crop[0], left:left + geo.crop[1]]
+    if geo.hflip and rng.random() < 0.5:
+        image, label = image[:, ::-1], label[:, ::-1]
+    return image, label
+
+
+def cityscapes_variants(root: Path, samples: int) -> dict:
+    """ms per Cityscapes sample (read + map + geometry, one process) for each decoder x geometry,
+    round-robin over the same files so that a change of machine load hits every variant alike."""
+    from unisemi.data.sources import _common, cityscapes
+    pairs = cityscapes.list_pairs(root, "train")
+    geo = geometry_of("cityscapes")
+    variants = {("Pillow", "whole resize, crop"): (False, whole_then_crop),
+                ("Pillow", "windowed resample"): (False, pipeline.apply_geometry),
+                ("libspng", "whole resize, crop"): (True, whole_then_crop),
+                ("libspng", "windowed resample"): (True, pipeline.apply_geometry)}
+    if _common.pyspng is None:
+        variants = {k: v for k, v in variants.items() if not v[0]}
+    spent = dict.fromkeys(variants, 0.0)
+    saved = _common.FAST_PNG
+    try:
+        for k in range(samples + 1):                      # sample 0 warms every variant up
+            image_path, label_path = pairs[k % len(pairs)]
+            for key, (fast, geometry) in variants.items():
+                _common.FAST_PNG = fast
+                t0 = time.perf_counter()
+                image, label = cityscapes.read_pair(image_path, label_path)
+                geometry(image, label, geo, np.random.default_rng([0, k]))
+                if k:
+                    spent[key] += time.perf_counter() - t0
+    finally:
+        _common.FAST_PNG = saved
+    return {key: 1000 * t / samples for key, t in spent.items()}
+
+
 def peak_memory(root: Path, pool: int, samples: int) -> dict:
     """Run in a fresh process: the loop's and the largest worker's peak RSS, in MiB."""
     code = f"""
@@ -187,6 +232,12 @@ def main() -> None:
         city = tmp / "cityscapes"
         if "cityscapes" not in args.only:
             write_tree("cityscapes", city, args.images)
+        print(f"\nCityscapes at its protocol (2048x1024 -> 512x1024 -> crop 512, flip), side by side, "
+              f"{args.samples} samples each, one process:")
+        variants = cityscapes_variants(city, args.samples)
+        first = next(iter(variants.values()))
+        for (decoder, geometry), ms in variants.items():
+            print(f"  {decoder:<8} {geometry:<19} {ms:6.1f} ms/image  ({first / ms:.2f}x)")
         write_tree("cityscapes", tmp / "more", 4 * args.images, seed=1)
         print("\npeak RSS streaming", args.samples, "Cityscapes samples, 2 workers, prefetch 2:")
         for pool, where in ((args.images, city), (4 * args.images, tmp / "more")):
