@@ -43,3 +43,50 @@ def test_table6_paper_profile_runs_on_a_fixture_tree(tmp_path, monkeypatch):
     assert row.split_hash == split_hash(file_split(keys, 1, 0)[0])
     table = (tmp_path / "results" / "tables" / "contrastive" / "table6" / "table.md").read_text()
     assert "Profile: paper" in table and f"{row.miou:.1f}" in table
+
+
+ASS_SMALL = ["model.encoder=tiny", "model.width=8", "model.head=fcn", "train.iterations=2",
+             "train.eval_every=2", "data.n_labelled=1", "data.batch_size=1",
+             "data.unlabelled_batch_size=1", "data.resize=[32,64]", "data.crop=[32,32]",
+             "data.val_resize=[32,64]", "data.workers=1", "data.check_counts=false", "ass.gd_width=4",
+             "ass.hidden=16"]
+
+
+@pytest.mark.slow
+def test_ass_table1_paper_profile_adapts_real_gta5_to_real_cityscapes(tmp_path, monkeypatch):
+    """The profile's `sources: {game: gta5}` swaps the stand-in source for the real one in the
+    adapting columns and leaves the Oracle without a source."""
+    fx.cityscapes_tree(tmp_path / "data" / "cityscapes")
+    fx.gta5_tree(tmp_path / "data" / "gta5")
+    monkeypatch.setenv("UNISEMI_DATA", str(tmp_path / "data"))
+    args = ["ass/table1", "--profile", "paper", "--seeds", "1", "--only", "city=c100",
+            "--only", "method=oracle", "--only", "method=ga_csa", "--results", str(tmp_path / "results")]
+    for item in ASS_SMALL:
+        args += ["--set", item]
+    assert cli.main(args) == 0
+    final = pd.read_parquet(tmp_path / "results" / "rows").query("is_final")
+    assert sorted(final.cell) == ["city=c100,method=ga_csa", "city=c100,method=oracle"]
+    assert (final.status == "ok").all() and (final.domain == "cityscapes").all()
+    source = {r.cell: json.loads(r.config_json)["ass"]["source_domain"] for r in final.itertuples()}
+    assert source == {"city=c100,method=ga_csa": "gta5", "city=c100,method=oracle": ""}
+    assert set(final.split_id) == {"cityscapes/n1/s0"}
+
+
+@pytest.mark.slow
+def test_universal_paper_profile_trains_cityscapes_crops_with_whole_camvid_images(tmp_path, monkeypatch):
+    """Each dataset keeps its own protocol (Cityscapes 512x512 crops, CamVid whole), so one step
+    holds images of different sizes: one encoder pass per size (models.encode_parts)."""
+    fx.cityscapes_tree(tmp_path / "data" / "cityscapes")
+    fx.camvid_tree(tmp_path / "data" / "camvid")
+    monkeypatch.setenv("UNISEMI_DATA", str(tmp_path / "data"))
+    args = ["universal/table1", "--profile", "paper", "--seeds", "1", "--only", "method=univ_full",
+            "--results", str(tmp_path / "results")]
+    for item in ["model.encoder=tiny", "model.width=8", "train.iterations=2", "train.eval_every=2",
+                 "universal.init_iterations=2", "data.n_labelled=1", "data.batch_size=1",
+                 "data.unlabelled_batch_size=1", "data.workers=1", "data.check_counts=false"]:
+        args += ["--set", item]
+    assert cli.main(args) == 0
+    final = pd.read_parquet(tmp_path / "results" / "rows").query("is_final")
+    assert sorted(final.domain) == ["camvid", "cityscapes"] and (final.status == "ok").all()
+    config = json.loads(final.config_json.iloc[0])
+    assert config["train"]["iterations"] == 2 and config["optim"]["weight_decay"] == 1e-4

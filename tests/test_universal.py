@@ -326,3 +326,36 @@ def test_every_baseline_of_the_paper_is_a_preset_that_trains(preset, method, dom
         "univ_full_k3": 3, "univ_trainable_centroids": 0.9, "supervised_town": ("town",),
         "finetune_city_to_town": "city"}[preset]
     assert set(fit(cfg)["final"]["domains"]) == set(domains)
+
+
+def test_pca_from_moments_equals_pca_on_the_rows():
+    from unisemi.methods.universal.embeddings import pca_from_moments
+    x = torch.randn(500, 12, dtype=torch.float64) @ torch.randn(12, 12, dtype=torch.float64)
+    mean, comps = pca(x, 5)
+    m2, c2 = pca_from_moments(len(x), x.sum(0), x.T @ x, 5)
+    torch.testing.assert_close(m2, mean)
+    torch.testing.assert_close(c2, comps, atol=1e-8, rtol=1e-6)
+
+
+def test_capped_class_rows_keeps_at_most_cap_rows_of_each_class():
+    from unisemi.methods.universal.embeddings import capped_class_rows
+    labels = torch.tensor([0] * 10 + [1] * 3 + [4] * 7)
+    rows = torch.arange(20.0).unsqueeze(1)
+    kept, lab = capped_class_rows(rows, labels, 5, torch.Generator().manual_seed(0))
+    assert torch.bincount(lab).tolist() == [5, 3, 0, 0, 5]
+    assert torch.equal(labels[kept.squeeze(1).long()], lab)        # each row keeps its own label
+
+
+def test_streamed_label_embeddings_equal_the_in_memory_ones_without_subsampling():
+    """The real-dataset path (PCA from moments, per-batch class shares) on a labelled set small
+    enough that no class reaches the cap: the same centres as the in-memory recipe."""
+    from unisemi.data import load_domain
+    from unisemi.methods.universal.embeddings import build_embeddings, streamed_embeddings
+    from unisemi.models import build_model
+    cfg = _cfg("data.n_labelled=2")
+    dd = load_domain(cfg.data, "town")
+    model = build_model(cfg.model, {"town": dd.num_classes})
+    want = build_embeddings(model, cfg.data, "town", 8, 1, seed=0)
+    got = streamed_embeddings(model, dd, 8, 1, seed=0)
+    assert got.shape == want.shape == (dd.num_classes, 1, 8)
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)

@@ -27,6 +27,27 @@ def is_real(domain: str) -> bool:
     return domain in DATASETS
 
 
+def labelled_batches(dd, batch_size: int = 8, seed: int = 0):
+    """(uint8 images, labels) of every labelled image of a domain, in order, once: the embedded
+    world's from memory; a real dataset's through its workers at its training resize and crop
+    (the crop drawn from `seed`, no rescale, no flip), so that memory stays one batch deep."""
+    if not is_real(dd.name):
+        for i in range(0, len(dd.labelled), batch_size):
+            yield dd.fetch("train", dd.labelled[i:i + batch_size])
+        return
+    import torch.utils.data
+
+    from unisemi.data import pipeline
+    geometry = pipeline.Geometry(dd.geometry.resize, (1.0, 1.0), dd.geometry.crop, hflip=False)
+    dataset = pipeline.PairStream(dd.train_pairs, dd.read, geometry, seed, labels=True)
+    order = dd.labelled.tolist()
+    keys = [list(enumerate(order))[s:s + batch_size] for s in range(0, len(order), batch_size)]
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=keys, num_workers=dd.workers,
+                                         collate_fn=pipeline.collate)
+    for x, y in loader:
+        yield x, y
+
+
 def label_space(domain: str) -> tuple:
     """The class names of a domain, without generating or reading any data."""
     from unisemi.data import real
@@ -36,4 +57,5 @@ def label_space(domain: str) -> tuple:
     return tuple(get_domain(domain).classes)
 
 
-__all__ = ["DomainData", "IGNORE_INDEX", "load_domain", "known_domains", "label_space", "is_real"]
+__all__ = ["DomainData", "IGNORE_INDEX", "load_domain", "known_domains", "label_space", "is_real",
+           "labelled_batches"]

@@ -145,17 +145,23 @@ def current_centroids(model, state, domain: str) -> torch.Tensor:
     """Centroids of the labelled pixels of `domain` in the entropy module's embedding space (the
     space the scores live in), at label resolution; K > 1 takes one k-means assignment step from
     the current centres so that centre k stays centre k."""
-    from unisemi.data import load_domain
+    from unisemi.data import is_real, labelled_batches, load_domain
     from unisemi.data.transforms import normalize
-    from unisemi.methods.universal.embeddings import pixel_embeddings
+    from unisemi.methods.universal.embeddings import (MAX_PIXELS_PER_CLASS, capped_class_rows,
+                                                      pixel_embeddings)
     dd = load_domain(state.cfg.data, domain)
     was_training = model.training
     model.eval()
     rows, labels = [], []
-    for i in range(0, len(dd.labelled), 32):
-        x, y = dd.fetch("train", dd.labelled[i:i + 32])
+    # a real dataset's labelled pixels are too many to hold: each batch keeps a seeded share
+    batches = -(-len(dd.labelled) // 32)
+    cap = -(-MAX_PIXELS_PER_CLASS // max(batches, 1))
+    g = torch.Generator().manual_seed(state.cfg.train.seed)
+    for x, y in labelled_batches(dd, 32, seed=state.cfg.train.seed):
         e = state.projection(model.encode(normalize(x.to(state.centroids(domain).device)))["out"])
         r, l = pixel_embeddings(e, y.long().to(e.device))
+        if is_real(domain):
+            r, l = capped_class_rows(r, l, cap, g)
         rows.append(r)
         labels.append(l)
     model.train(was_training)

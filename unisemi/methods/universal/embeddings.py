@@ -26,6 +26,33 @@ def pca(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, comps
 
 
+def pca_from_moments(n: int, total: torch.Tensor, gram: torch.Tensor, dim: int):
+    """`pca` from the row count, the row sum (C,) and X^T X (C, C) instead of the rows: the
+    covariance's top eigenvectors, with `pca`'s sign rule. A real dataset's labelled pixels are
+    accumulated batch by batch this way, never held at once."""
+    mean = total / n
+    cov = gram / n - torch.outer(mean, mean)
+    _, vecs = torch.linalg.eigh(cov)               # ascending eigenvalues
+    comps = vecs.flip(1)[:, :dim].T
+    sign = torch.sign(comps.gather(1, comps.abs().argmax(1, keepdim=True)))
+    comps = comps * sign
+    if comps.shape[0] < dim:
+        comps = torch.cat([comps, comps.new_zeros(dim - comps.shape[0], comps.shape[1])])
+    return mean, comps
+
+
+def capped_class_rows(rows: torch.Tensor, labels: torch.Tensor, cap: int, g: torch.Generator):
+    """At most `cap` seeded rows of each class: what a batch keeps towards the class centres."""
+    keep = []
+    for c in torch.unique(labels).tolist():     # per class, once per batch at init/update time
+        idx = torch.nonzero(labels == c).flatten()
+        if len(idx) > cap:
+            idx = idx[torch.randperm(len(idx), generator=g)[:cap]]
+        keep.append(idx)
+    keep = torch.cat(keep) if keep else labels.new_zeros(0)
+    return rows[keep], labels[keep]
+
+
 def kmeans(x: torch.Tensor, k: int, iterations: int = 50, seed: int = 0) -> torch.Tensor:
     """Lloyd's k-means with k-means++ seeding; returns (k, D) centres (repeats if N < k)."""
     g = torch.Generator().manual_seed(seed)
@@ -110,10 +137,41 @@ def embedding_recipe(sub: dict, cfg, domain: str) -> dict:
             "config": {k: v for k, v in sub.items() if k in ("data", "model", "optim", "train")}}
 
 
+@torch.no_grad()
+def streamed_embeddings(model, dd, embed_dim: int, k: int, seed: int) -> torch.Tensor:
+    """`build_embeddings` for a real dataset, whose labelled pixels at label resolution would not
+    fit in memory (100 Cityscapes crops are 26M pixels): PCA from moments accumulated over one
+    pass, then a second pass keeps a seeded share of each class's embedded pixels per batch
+    (MAX_PIXELS_PER_CLASS over all batches) for the class centres."""
+    from unisemi.data import labelled_batches
+    from unisemi.data.transforms import normalize
+    device = next(model.parameters()).device
+    model.eval()
+    n, total, gram, batches = 0, 0.0, 0.0, 0
+    for x, _ in labelled_batches(dd, seed=seed):
+        f = model.encode(normalize(x.to(device)))["out"]
+        rows = f.permute(0, 2, 3, 1).reshape(-1, f.shape[1]).double()
+        n, total, gram, batches = n + len(rows), total + rows.sum(0), gram + rows.T @ rows, batches + 1
+    mean, comps = pca_from_moments(n, total, gram, embed_dim)
+    mean, comps = mean.float(), comps.float()
+    cap = -(-MAX_PIXELS_PER_CLASS // max(batches, 1))
+    g = torch.Generator().manual_seed(seed)
+    kept, kept_labels = [], []
+    for x, y in labelled_batches(dd, seed=seed):
+        f = model.encode(normalize(x.to(device)))["out"]
+        rows, lab = pixel_embeddings(f, y.long().to(device), mean, comps)
+        rows, lab = capped_class_rows(rows.cpu(), lab.cpu(), cap, g)
+        kept.append(rows)
+        kept_labels.append(lab)
+    return class_centroids(torch.cat(kept), torch.cat(kept_labels), dd.num_classes, k, seed=seed)
+
+
 def build_embeddings(fitted_model, sub_data, domain: str, embed_dim: int, k: int, seed: int) -> torch.Tensor:
     """PCA of the fitted model's encoder outputs on the labelled pixels, then class centres."""
-    from unisemi.data import load_domain
+    from unisemi.data import is_real, load_domain
     dd = load_domain(sub_data, domain)
+    if is_real(domain):
+        return streamed_embeddings(fitted_model, dd, embed_dim, k, seed)
     feats, labels = encoder_rows(fitted_model, dd)
     c = feats.shape[1]
     mean, comps = pca(feats.permute(0, 2, 3, 1).reshape(-1, c), embed_dim)
