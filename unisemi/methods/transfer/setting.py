@@ -1,12 +1,13 @@
 """The cross-category setting: which images are strong, which are weak, and what each may give.
 
 Strong images hold strong categories only and give pixel labels. Weak images hold at least one
-weak category and give image-level labels only (`unisemi.data.synthetic.image_labels`) until the
-diffusion stage has made their label maps L_w. In split 4 every target image is weak and the
+weak category and give image-level labels only (the embedded world's renderer, or a real
+dataset's whole ground-truth masks) until the diffusion stage has made their label maps L_w. In split 4 every target image is weak and the
 strong images come from another domain with its VOC-like images removed.
 
 Also here: the small SGD loop the L-Net, CAM and P-Net pre-training stages train with (the main
-loop trains the segmenter rows; these fits are simpler and sample their own image subsets).
+loop trains the segmenter rows; these fits are simpler and sample their own image subsets), and
+their batches: indexed and flipped here in the embedded world, streamed from workers for a real one.
 """
 from __future__ import annotations
 
