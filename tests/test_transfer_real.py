@@ -94,6 +94,9 @@ def test_image_level_labels_come_from_the_whole_mask_not_the_crop(tree):
     masks = [pascal_voc.read_label(lab) for _, lab in dd.train_pairs]
     want = torch.from_numpy(np.stack([pascal_voc.image_labels(m, include_background=True) for m in masks]))
     assert torch.equal(pool, want) and pool.shape == (9, 21) and not pool[:, 3].all()
+    names = [image.stem for image, _ in dd.train_pairs]
+    assert torch.nonzero(pool[names.index("2009_000004")]).flatten().tolist() == [0, 3, 7]  # bg, bird, car
+    assert torch.nonzero(pool[names.index("2007_000032")]).flatten().tolist() == [0, 1, 15, 20]
     # the stream's per-sample vector, computed in a worker from the whole mask before the crop
     stream = dd.pool_stream(dd.labelled, 3, seed=5, labels=True, classes=True)
     corner_dropped = 0
