@@ -282,10 +282,16 @@ def test_pipeline_keys_are_checked(override, key):
         load_config(None, [override])
 
 
-def test_a_method_with_generated_labels_refuses_a_real_dataset(tmp_path, monkeypatch):
-    # the transfer method relabels weak images in the loop; real streams cannot carry that yet,
-    # and training on their ground truth instead would be silent
+def test_a_method_relabelling_in_memory_only_is_refused_on_a_real_dataset(tmp_path, monkeypatch):
+    # real streams crop in their workers: a method's generated labels reach them only as files
+    # (`label_files`); an in-memory relabel alone would leave the ground truth in the loss, silently
+    from unisemi.train import Batches
     _build("pascal_voc", tmp_path)
     monkeypatch.setenv("UNISEMI_DATA", str(tmp_path))
-    with pytest.raises(ValueError, match="embedded[- ]world"):
-        fit(load_config("transfer_objects", [*TINY, "data.domains=[pascal_voc]", "data.n_labelled=2"]))
+    cfg = _cfg("data.domains=[pascal_voc]", "data.n_labelled=2")
+    domains = {"pascal_voc": load_domain(cfg.data, "pascal_voc")}
+    with pytest.raises(ValueError, match="pascal_voc.*label_files.*embedded-world"):
+        Batches(cfg, domains, False, "cpu", 0, relabel=lambda d, i, y: y)
+    # with files (none to replace here) the same method streams
+    assert Batches(cfg, domains, False, "cpu", 0, relabel=lambda d, i, y: y,
+                   label_files=lambda d: {}).next()["labelled"]["pascal_voc"][1].shape == (2, 32, 32)

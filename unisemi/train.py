@@ -57,9 +57,12 @@ class Batches:
 
     def __init__(self, cfg: Config, domains: dict, needs_unlabelled: bool, device, rank: int,
                  raw: bool = False, extra_labelled: dict | None = None, world_size: int = 1,
-                 relabel=None):
+                 relabel=None, label_files=None):
         seed = cfg.train.seed * 1_000
         self.relabel = relabel          # (domain, pool indices, labels) -> labels, before the flip
+        # domain -> {pool index: label file} a method generated, read by a real domain's stream
+        # workers in place of the ground truth (before the crop, which the file then follows)
+        self.label_files = label_files
         self.part = (rank, world_size)
         self.domains = {**domains, **(extra_labelled or {})}
         self.device, self.hflip, self.raw = device, cfg.data.hflip, raw
@@ -76,12 +79,15 @@ class Batches:
                 # batch; methods that allow it (TRAINS_WITHOUT_LABELS) find its key absent.
                 continue
             if is_real(d):
-                if relabel is not None:
-                    # the stream's workers crop before the loop sees a label: a relabelled map
+                files = label_files(d) if label_files is not None else None
+                if relabel is not None and files is None:
+                    # the stream's workers crop before the loop sees a label: an in-memory relabel
                     # could not follow, and training on the ground truth instead would be silent
-                    raise ValueError(f"data.domains: '{d}' is a real dataset, whose streams cannot "
-                                     f"take this method's generated labels yet (embedded-world domains only)")
-                self.streams["labelled"][d] = dd.stream("labelled", b, seed + 31 * i, self.part, pin)
+                    raise ValueError(f"data.domains: '{d}' is a real dataset, whose streams take a "
+                                     f"method's generated labels only as files (the method's "
+                                     f"`label_files`); this method relabels embedded-world domains only")
+                self.streams["labelled"][d] = dd.stream("labelled", b, seed + 31 * i, self.part, pin,
+                                                        replacements=files)
             else:
                 self.labelled[d] = IndexSampler(dd.labelled, b * world_size, seed + 31 * i)
         if needs_unlabelled:    # the evaluated domains only; an extra (source) domain is all labelled
@@ -220,10 +226,12 @@ def fit(cfg: Config, report=None, resume: str | Path | None = None, out_dir: str
     update = getattr(method, "update", None)
     extra = {d: load_domain(dc, d) for d, dc in getattr(method, "extra_labelled", lambda c: {})(cfg).items()}
     relabel = getattr(method, "relabel", None)
+    label_files = getattr(method, "label_files", None)
     batches = Batches(cfg, domains, method.NEEDS_UNLABELLED, device, rank,
                       raw=getattr(method, "RAW_IMAGES", False), extra_labelled=extra,
                       world_size=world_size,
-                      relabel=(lambda d, i, y: relabel(state, d, i, y)) if relabel else None)
+                      relabel=(lambda d, i, y: relabel(state, d, i, y)) if relabel else None,
+                      label_files=(lambda d: label_files(state, d)) if label_files else None)
     splits = {d: {"split_id": dd.split_id, "split_hash": dd.split_hash, "n_labelled": len(dd.labelled)}
               for d, dd in domains.items()}
     timing = {"setup": time.perf_counter() - t0, "data": 0.0, "train": 0.0, "eval": 0.0}

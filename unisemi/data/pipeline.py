@@ -115,12 +115,41 @@ def _tensor(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.require(a, requirements=["C", "W"]))
 
 
-class PairStream(torch.utils.data.Dataset):
-    """Training samples of one stream: item (k, i) is pool pair i as the stream's k-th sample."""
+def class_presence(label: np.ndarray, num_classes: int) -> np.ndarray:
+    """bool (C,): which train ids 0..C-1 occur in a mapped label map; void (255) never counts."""
+    return np.bincount(label.ravel(), minlength=256)[:num_classes] > 0
 
-    def __init__(self, pairs: Sequence, read: Callable, geometry: Geometry, seed: int, labels: bool):
+
+def read_label_file(path, size: tuple) -> np.ndarray:
+    """A method's generated label map: an 8-bit grey PNG of its image's size (H, W), as stored."""
+    try:
+        with Image.open(path) as im:
+            mode, label = im.mode, np.asarray(im)
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise SourceError(f"{path}: unreadable generated label map ({exc.__class__.__name__}: {exc}); "
+                          f"rebuild the stage that wrote it") from None
+    if mode != "L":
+        raise SourceError(f"{path}: generated label map of mode {mode} (expected an 8-bit grey PNG)")
+    if label.shape != tuple(size):
+        raise SourceError(f"{path}: generated label map is {label.shape[1]}x{label.shape[0]}, its image "
+                          f"{size[1]}x{size[0]} (expected the image's native size)")
+    return label
+
+
+class PairStream(torch.utils.data.Dataset):
+    """Training samples of one stream: item (k, i) is pool pair i as the stream's k-th sample.
+
+    An item is (image, [label], [image-level labels], path). `classes` > 0 adds the bool (C,)
+    classes present in the whole ground-truth mask, taken before the geometry so that a crop
+    never drops a class. `replacements` maps pool indices to label files a method generated
+    (8-bit PNGs at the image's size): for those images the file is the label, its ground truth
+    is not even read, and the same geometry as the image's is applied to it."""
+
+    def __init__(self, pairs: Sequence, read: Callable, geometry: Geometry, seed: int, labels: bool,
+                 classes: int = 0, replacements: dict | None = None):
         self.pairs, self.read, self.geometry = pairs, read, geometry
-        self.seed, self.labels = seed, labels
+        self.seed, self.labels, self.classes = seed, labels, classes
+        self.replacements = dict(replacements or {})
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -128,16 +157,77 @@ class PairStream(torch.utils.data.Dataset):
     def __getitem__(self, key):
         k, i = key
         image_path, label_path = self.pairs[i]
+        generated = self.replacements.get(i) if self.labels else None
+        truth = self.classes > 0 or (self.labels and generated is None)
         try:
-            image, label = self.read(image_path, label_path if self.labels else None)
+            image, label = self.read(image_path, label_path if truth else None)
+            present = class_presence(label, self.classes) if self.classes else None
+            if generated is not None:
+                label = read_label_file(generated, image.shape[:2])
+            elif not self.labels:
+                label = None
         except SourceError as e:
             return e           # re-raised in the loop by `collate`, as one line naming the file
         rng = np.random.default_rng([self.seed, k])
         image, label = apply_geometry(image, label, self.geometry, rng)
-        x = _tensor(image).permute(2, 0, 1)
-        if label is None:
-            return x, str(image_path)
-        return x, _tensor(label), str(image_path)
+        out = [_tensor(image).permute(2, 0, 1)]
+        if label is not None:
+            out.append(_tensor(label))
+        if present is not None:
+            out.append(torch.from_numpy(present))
+        return (*out, str(image_path))
+
+
+class MaskClasses(torch.utils.data.Dataset):
+    """Item i: the bool (C,) classes present in pool pair i's whole mask (its image is not decoded)."""
+
+    def __init__(self, pairs: Sequence, read_mask: Callable, classes: int):
+        self.pairs, self.read_mask, self.classes = pairs, read_mask, classes
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i):
+        image_path, label_path = self.pairs[i]
+        try:
+            label = self.read_mask(image_path, label_path)
+        except SourceError as e:
+            return SourceError(f"image-level labels: {e}")
+        return torch.from_numpy(class_presence(label, self.classes)), str(label_path)
+
+
+def pool_classes(pairs: Sequence, read_mask: Callable, classes: int, workers: int,
+                 batch: int = 64) -> torch.Tensor:
+    """bool (N, C): image-level labels of every pair, masks decoded by workers, in pool order."""
+    if not len(pairs):
+        return torch.zeros(0, classes, dtype=torch.bool)
+    loader = torch.utils.data.DataLoader(MaskClasses(pairs, read_mask, classes), batch_size=batch,
+                                         num_workers=workers, collate_fn=collate)
+    return torch.cat([present for (present,) in loader])
+
+
+class Images(torch.utils.data.Dataset):
+    """Item j: pool image indices[j] at its native size, uint8 (3, H, W); its label is never read."""
+
+    def __init__(self, pairs: Sequence, read: Callable, indices: Sequence[int]):
+        self.pairs, self.read, self.indices = pairs, read, list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, j):
+        image_path, _ = self.pairs[self.indices[j]]
+        try:
+            image, _ = self.read(image_path, None)
+        except SourceError as e:
+            return e
+        return _tensor(image).permute(2, 0, 1), str(image_path)
+
+
+def native_images(pairs: Sequence, read: Callable, indices: Sequence[int], workers: int):
+    """One pass over the images of `indices`, one (1, 3, H, W) batch each (their sizes differ)."""
+    return torch.utils.data.DataLoader(Images(pairs, read, indices), batch_size=1,
+                                       num_workers=workers, collate_fn=collate)
 
 
 class ValPairs(torch.utils.data.Dataset):

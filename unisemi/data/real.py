@@ -93,6 +93,32 @@ def read_sample(source: str, classes: int, image_path, label_path):
     return _read_labelled(source, classes, image_path, label_path)
 
 
+def read_mask(source: str, classes: int, image_path, label_path) -> np.ndarray:
+    """A pair's label map alone, mapped as in training; the image is decoded only by sources
+    without a label reader of their own (its size is then checked against the label's)."""
+    reader = getattr(get_source(source), "read_label", None)
+    if reader is None or source == "synthia":
+        return _read_labelled(source, classes, image_path, label_path)[1]
+    label = reader(label_path)
+    return _SUBSET_LUT[classes][label] if classes else label
+
+
+# Image-level labels of a pool, by (dataset, its label files): every stage of a transfer run asks
+# for them, and a pool of 10582 VOC masks takes a while to decode.
+_POOL_CLASSES: dict = {}
+
+
+def image_labels(dd: "RealDomain") -> torch.Tensor:
+    """bool (N, C): the classes present in each pool pair's whole ground-truth mask (255 never
+    counts), computed once per process by `dd.workers` DataLoader workers, in pool order."""
+    key = (dd.name, tuple(str(label) for _, label in dd.train_pairs))
+    if key not in _POOL_CLASSES:
+        ds = DATASETS[dd.name]
+        read = functools.partial(read_mask, ds.source, ds.classes)
+        _POOL_CLASSES[key] = pipeline.pool_classes(dd.train_pairs, read, dd.num_classes, dd.workers)
+    return _POOL_CLASSES[key]
+
+
 def _subset_lut(ids) -> np.ndarray:
     lut = np.full(256, 255, dtype=np.uint8)
     lut[list(ids)] = np.arange(len(ids), dtype=np.uint8)
@@ -174,7 +200,10 @@ class RealDomain:
     def val(self) -> torch.Tensor:
         return torch.arange(len(self.val_pairs))
 
-    def stream(self, kind: str, batch: int, seed: int, part: tuple[int, int], pin_memory: bool):
+    def stream(self, kind: str, batch: int, seed: int, part: tuple[int, int], pin_memory: bool,
+               replacements: dict | None = None):
+        """The loop's labelled or unlabelled stream; `replacements` ({pool index: label file})
+        are a method's generated labels, read in place of those images' ground truth."""
         labels = kind == "labelled"
         # A fully labelled dataset's unlabelled stream draws from the whole pool, labels unread
         # (the embedded world's rule in train.Batches; ASS at #City = all, docs/ass.md).
@@ -182,9 +211,20 @@ class RealDomain:
         if len(pool) == 0:
             raise SourceError(f"{self.name}: no {kind} images to sample "
                               f"(data.n_labelled={len(self.labelled)} of {len(self.train_pairs)})")
-        geometry = self.geometry if labels else pipeline.Geometry(
-            self.geometry.resize, self.geometry.scale, self.geometry.crop, hflip=False)
-        dataset = pipeline.PairStream(self.train_pairs, self.read, geometry, seed, labels)
+        return self.pool_stream(pool, batch, seed, labels=labels, hflip=labels and self.geometry.hflip,
+                                replacements=replacements, part=part, pin_memory=pin_memory)
+
+    def pool_stream(self, pool: torch.Tensor, batch: int, seed: int, labels: bool = True,
+                    classes: bool = False, replacements: dict | None = None, hflip: bool | None = None,
+                    part: tuple[int, int] = (0, 1), pin_memory: bool = False):
+        """A stream over any subset of the pool at the domain's geometry (a method's own fits):
+        batches (x, [y], [image-level labels (B, C)]) as asked."""
+        geo = self.geometry
+        if hflip is not None and hflip != geo.hflip:
+            geo = pipeline.Geometry(geo.resize, geo.scale, geo.crop, hflip=hflip)
+        dataset = pipeline.PairStream(self.train_pairs, self.read, geo, seed, labels,
+                                      classes=self.num_classes if classes else 0,
+                                      replacements=replacements)
         return pipeline.Stream(dataset, pool, batch, part, self.workers, self.prefetch, pin_memory)
 
     def val_batches(self, shard: torch.Tensor):
@@ -197,6 +237,17 @@ def _size(value, default) -> tuple:
     if value == (0, 0):
         return ()
     return value or tuple(default)
+
+
+def sizes(data_cfg, ds: Dataset) -> tuple[tuple, tuple]:
+    """(resize, crop) of a dataset's training samples: the config's overrides, else its protocol."""
+    return _size(data_cfg.resize, ds.resize), _size(data_cfg.crop, ds.crop)
+
+
+def training_size(data_cfg, name: str) -> tuple:
+    """The (H, W) every training sample of a dataset has: its crop, else its resize; () if they vary."""
+    resize, crop = sizes(data_cfg, DATASETS[name])
+    return crop or resize
 
 
 def load_real(data_cfg, name: str) -> RealDomain:
@@ -217,8 +268,9 @@ def load_real(data_cfg, name: str) -> RealDomain:
     rest[labelled] = False
     unlabelled = torch.nonzero(rest).flatten()
     digest = split_hash(relative_key(pairs[i][0], root) for i in chosen)
+    resize, crop = sizes(data_cfg, ds)
     geometry = pipeline.Geometry(
-        resize=_size(data_cfg.resize, ds.resize), crop=_size(data_cfg.crop, ds.crop),
+        resize=resize, crop=crop,
         scale=tuple(data_cfg.scale) if data_cfg.scale else (1.0, 1.0), hflip=data_cfg.hflip)
     return RealDomain(
         name=name, classes=classes_of(name), labelled=labelled, unlabelled=unlabelled,

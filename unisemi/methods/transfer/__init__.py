@@ -13,8 +13,11 @@ Strong categories have pixel labels, weak ones only image-level labels, and no c
    groups): `phase: pnet`, the "P-Net" row.
 6. The upper bound is method `supervised` on the same images with every label.
 
-Weak images give pixel labels only through L_w: `relabel` replaces the ground truth of every weak
-image in a batch before any loss sees it. Choices the paper leaves open: docs/transfer.md.
+Weak images give pixel labels only through L_w. In the embedded world `relabel` replaces the
+ground truth of every weak image in a batch before any loss sees it; on a real dataset
+(`data.domains: [pascal_voc]`) `label_files` gives the stream the stage's PNG map of every weak
+image, which its workers read instead of the ground truth and crop and flip with the image.
+Choices the paper leaves open, and what comes from where on real VOC: docs/transfer.md.
 """
 from __future__ import annotations
 
@@ -30,8 +33,8 @@ NEEDS_UNLABELLED = False        # weak images are labelled: by L_w, through `rel
 
 
 class State(nn.Module):
-    """The generated labels (CPU tables, rebuilt from the stage by `build`, not checkpointed) and,
-    in the pnet phase, P-Net."""
+    """The generated labels (CPU tables, or a real domain's map files, rebuilt from the stage by
+    `build`, not checkpointed) and, in the pnet phase, P-Net."""
 
     def __init__(self, cfg, weak: dict, pnet_module: nn.Module | None):
         super().__init__()
@@ -42,7 +45,9 @@ class State(nn.Module):
         idx = weak["indices"]
         self.weak_row = torch.full((len(dd.labelled) + len(dd.unlabelled),), -1, dtype=torch.long)
         self.weak_row[idx] = torch.arange(len(idx))
-        self.weak_maps = weak["labels"]
+        self.weak_maps = weak.get("labels", torch.zeros(0, dtype=torch.uint8))
+        # pool index -> L_w file (real domains): every weak image of the pool has one
+        self.weak_files = {int(i): str(f) for i, f in zip(idx.tolist(), weak.get("files", []))}
         self.pnet = pnet_module
 
 
@@ -66,6 +71,17 @@ def relabel(state, domain: str, indices: torch.Tensor, y: torch.Tensor) -> torch
     weak = rows >= 0
     generated = state.weak_maps[rows.clamp_min(0)].to(y.device, y.dtype)
     return torch.where(weak.to(y.device)[:, None, None], generated, y)
+
+
+def label_files(state, domain: str) -> dict | None:
+    """{pool index: L_w file} of a real domain's weak images, which its labelled stream reads in
+    place of their ground truth (None for the embedded world, whose maps go through `relabel`)."""
+    from unisemi.data import is_real
+    if not is_real(domain):
+        return None
+    if domain == state.domain and len(state.weak_files) != int((state.weak_row >= 0).sum()):
+        raise RuntimeError(f"{domain}: the diffusion stage lists no map file for some weak images")
+    return state.weak_files if domain == state.domain else {}
 
 
 def groups(cfg, model, state) -> list[Group]:

@@ -33,9 +33,10 @@ def activation_maps(model, x: torch.Tensor) -> torch.Tensor:
 
 
 def train(cfg):
+    """CAM on the image-level labels of every pool image: the embedded world's from its renderer,
+    a real domain's computed in its stream's workers from each whole mask (before the crop)."""
     from unisemi.data import load_domain
-    from unisemi.data.sampler import IndexSampler
-    from unisemi.methods.transfer.setting import image_level_labels, sgd_fit
+    from unisemi.methods.transfer.setting import image_level_labels, sgd_fit, stage_batches
     domain = cfg.data.domains[0]
     dd = load_domain(cfg.data, domain)
     labels = image_level_labels(cfg.data, domain, dd.labelled)[:, 1:].float()   # objects only
@@ -50,9 +51,9 @@ def train(cfg):
     def loss(x, y):
         return F.binary_cross_entropy_with_logits(activation_maps(model, x).mean((2, 3)), y)
 
-    sampler = IndexSampler(dd.labelled, cfg.data.batch_size, cfg.train.seed * 1_000 + 13)
-    trace = sgd_fit(list(model.parameters()), loss, sampler, fetch, cfg.transfer.cam_iterations,
-                    cfg.transfer.cam_lr, cfg, cfg.data.hflip)
+    batches = stage_batches(cfg, dd, dd.labelled, cfg.train.seed * 1_000 + 13, fetch, image_labels=True)
+    trace = sgd_fit(list(model.parameters()), loss, batches, cfg.transfer.cam_iterations,
+                    cfg.transfer.cam_lr, cfg)
     return model, trace
 
 

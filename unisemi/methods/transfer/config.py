@@ -106,7 +106,25 @@ def validate(cfg, bad, active: bool) -> None:
     if c.pnet_size and (c.pnet_size < 8 or c.pnet_size % 8):
         bad("transfer.pnet_size", c.pnet_size, "0 (the image size) or a multiple of 8 (three 2x2 pools)")
     if active:
-        from unisemi.data import label_space
+        from unisemi.data import is_real, label_space
         if len(cfg.data.domains) != 1 or label_space(cfg.data.domains[0]) != VOC_LABELS:
             bad("data.domains", cfg.data.domains, "one domain with PASCAL VOC's label space "
                 "(objects) for method transfer")
+        if is_real(cfg.data.domains[0]):
+            _validate_real(cfg, cfg.data.domains[0], bad)
+
+
+def _validate_real(cfg, domain: str, bad) -> None:
+    """What a real target domain cannot do: split 4 (no real strong domain), and a P-Net on a
+    training crop that three 2x2 pools do not divide (VOC's protocol crop is 321)."""
+    c = cfg.transfer
+    if c.split == 4:
+        bad("transfer.split", c.split, f"1, 2 or 3 on the real dataset '{domain}': split 4 takes its "
+            f"strong images from transfer.strong_domain={c.strong_domain!r}, an embedded-world domain, "
+            f"and no real loader provides another strong domain (MS-COCO in the paper)")
+    if c.phase == "pnet" and not c.pnet_size:
+        from unisemi.data.real import training_size
+        size = training_size(cfg.data, domain)
+        if not size or size[0] % 8 or size[1] % 8:
+            bad("transfer.pnet_size", c.pnet_size, f"a multiple of 8 on '{domain}', whose training crop "
+                f"{list(size) or 'varies'} P-Net would take otherwise (or set data.crop, e.g. [320, 320])")

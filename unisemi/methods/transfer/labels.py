@@ -3,11 +3,14 @@
 Per weak image: M = sigmoid(L-Net), seeds of every class in its image-level labels from the CAM
 (strong classes included: a weak image gives no pixel label for any class), then
 `unisemi.diffusion.diffuse_image` (SLIC, Eq. 2 affinity on [mean CIELAB, mean M], harmonic walk,
-largest q or background). Images run in `transfer.diffusion_workers` processes; the maps are
-cached as the stage's `labels.pt`.
+largest q or background). Images run in `transfer.diffusion_workers` processes. The embedded
+world's maps (one size) are cached as the stage's `labels.pt`; a real domain's images differ in
+size, so each map is an 8-bit PNG at its image's native size in the stage's `maps/`, listed by
+`index.json`, and the loop's stream workers read it in place of that image's ground truth.
 """
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -16,6 +19,8 @@ import torch
 
 STAGE = "transfer-labels"
 LABELS_FILE = "labels.pt"
+INDEX_FILE = "index.json"          # a real domain's: pool index -> map file, per weak image
+MAPS_DIR = "maps"
 CHUNK = 256                        # images whose M and seeds are held at once
 
 
@@ -39,10 +44,12 @@ def jobs_for(images: torch.Tensor, masks: torch.Tensor, seeds: torch.Tensor, pre
 
 
 def build(cfg, folder: Path, lnet_path: Path, cam_path: Path) -> None:
-    from unisemi.data import load_domain
+    from unisemi.data import is_real, load_domain
     from unisemi.diffusion import diffuse_images
     from unisemi.methods.transfer import cam, lnet
     from unisemi.methods.transfer.setting import partition
+    if is_real(cfg.data.domains[0]):
+        return build_files(cfg, folder, lnet_path, cam_path)
     part = partition(cfg)
     dd = load_domain(cfg.data, cfg.data.domains[0])
     lnet_model = lnet.load(cfg, lnet_path)
@@ -66,8 +73,55 @@ def build(cfg, folder: Path, lnet_path: Path, cam_path: Path) -> None:
                folder / LABELS_FILE)
 
 
+def map_name(index: int, image_path) -> str:
+    """A weak image's map file: its pool index (unique) and image name (for a person reading it)."""
+    return f"{MAPS_DIR}/{index:06d}_{Path(image_path).stem}.png"
+
+
+def build_files(cfg, folder: Path, lnet_path: Path, cam_path: Path) -> None:
+    """A real domain's L_w: each weak image at its native size (read by workers, its label never),
+    M and the CAM seeds at that size, the diffusion, one PNG per image and the index."""
+    from PIL import Image
+
+    from unisemi.data import load_domain, pipeline
+    from unisemi.diffusion import diffuse_images
+    from unisemi.methods.transfer import cam, lnet
+    from unisemi.methods.transfer.setting import partition
+    part = partition(cfg)
+    dd = load_domain(cfg.data, cfg.data.domains[0])
+    lnet_model = lnet.load(cfg, lnet_path)
+    cam_model = cam.load(cfg, cam_path, dd.num_classes - 1)
+    p = params(cfg)
+    (folder / MAPS_DIR).mkdir()
+    weak = part.weak.tolist()
+    names, seconds = [map_name(i, dd.train_pairs[i][0]) for i in weak], []
+    images = iter(pipeline.native_images(dd.train_pairs, dd.read, weak, dd.workers))
+    t0 = time.perf_counter()
+    for s in range(0, len(weak), CHUNK):
+        jobs = []
+        for k in range(s, min(s + CHUNK, len(weak))):     # one image per forward: sizes differ
+            (x,) = next(images)
+            present = part.weak_labels[k:k + 1, 1:]
+            m = lnet.object_masks(lnet_model, x)
+            jobs += jobs_for(x, m, cam.seeds(cam_model, x, present, cfg.transfer.cam_threshold), present)
+        maps, sec = diffuse_images(jobs, p, cfg.transfer.diffusion_workers)
+        for name, label in zip(names[s:], maps):
+            Image.fromarray(label.astype(np.uint8), "L").save(folder / name)
+        seconds += sec
+    index = {"indices": weak, "files": names, "images": [str(dd.train_pairs[i][0]) for i in weak],
+             "image_labels": part.weak_labels.to(torch.uint8).tolist(), "seconds_per_image": seconds,
+             "wall_s": time.perf_counter() - t0, "workers": cfg.transfer.diffusion_workers}
+    (folder / INDEX_FILE).write_text(json.dumps(index))
+
+
 def load(path: Path) -> dict:
+    """The stage's product: {"indices", "labels"} (the embedded world's maps, (N, H, W) uint8) or
+    {"indices", "files"} (a real domain's map paths), with its timings."""
     try:
+        if (path / INDEX_FILE).exists():
+            index = json.loads((path / INDEX_FILE).read_text())
+            return {**index, "indices": torch.tensor(index["indices"], dtype=torch.long),
+                    "files": [path / name for name in index["files"]]}
         return torch.load(path / LABELS_FILE)
     except Exception as exc:  # noqa: BLE001 - any unreadable file names the stage to rebuild
         raise RuntimeError(f"{path}: unreadable diffusion stage ({exc.__class__.__name__}); rebuild "

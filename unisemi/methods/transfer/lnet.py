@@ -33,8 +33,7 @@ def new_model(cfg):
 
 
 def train(cfg):
-    from unisemi.data.sampler import IndexSampler
-    from unisemi.methods.transfer.setting import binary_targets, sgd_fit, strong_source
+    from unisemi.methods.transfer.setting import binary_targets, sgd_fit, stage_batches, strong_source
     src = strong_source(cfg)
     if len(src.indices) == 0:
         raise ValueError(f"transfer.split={cfg.transfer.split}: no strong images in the train pool "
@@ -46,9 +45,9 @@ def train(cfg):
         target, valid = binary_targets(y, src.object_lut)
         return bce(model(x, HEAD)["logits"], target, valid)
 
-    sampler = IndexSampler(src.indices, cfg.data.batch_size, cfg.train.seed * 1_000 + 11)
-    trace = sgd_fit(list(model.parameters()), loss, sampler, lambda i: src.data.fetch("train", i),
-                    cfg.transfer.lnet_iterations, cfg.transfer.lnet_lr, cfg, cfg.data.hflip)
+    batches = stage_batches(cfg, src.data, src.indices, cfg.train.seed * 1_000 + 11)
+    trace = sgd_fit(list(model.parameters()), loss, batches, cfg.transfer.lnet_iterations,
+                    cfg.transfer.lnet_lr, cfg)
     return model, trace, len(src.indices)
 
 

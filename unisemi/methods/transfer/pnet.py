@@ -105,18 +105,28 @@ def adversarial_terms(pnet: PNet, x: torch.Tensor, logits: torch.Tensor, labels:
 
 
 def input_size(cfg) -> tuple[int, int]:
-    from unisemi.data import synthetic
-    size = tuple(cfg.data.size) if cfg.data.size else synthetic.get_domain(cfg.data.domains[0]).size
+    """P-Net's input: transfer.pnet_size, else the training image's size (a real domain's crop,
+    or its resize when it has no crop; config.validate checks both are multiples of 8)."""
     s = cfg.transfer.pnet_size
-    return (s, s) if s else (int(size[0]), int(size[1]))
+    if s:
+        return (s, s)
+    from unisemi.data import is_real, real, synthetic
+    domain = cfg.data.domains[0]
+    if is_real(domain):
+        size = real.training_size(cfg.data, domain)
+        if not size:
+            raise ValueError(f"transfer.pnet_size=0 on '{domain}', whose training samples vary in "
+                             f"size: set transfer.pnet_size or data.crop")
+    else:
+        size = tuple(cfg.data.size) if cfg.data.size else synthetic.get_domain(domain).size
+    return (int(size[0]), int(size[1]))
 
 
 def pretrain(cfg, lnet_model) -> tuple[PNet, list[float]]:
     """Eq. 5 on strong images only, the L-Net's class-agnostic mask M as the fake and the binarised
     ground truth L'_s as the real: the one network trained on strong categories in every split
     (split 4's strong images have another label space than the segmenter's). docs/transfer.md."""
-    from unisemi.data.sampler import IndexSampler
-    from unisemi.methods.transfer.setting import binary_targets, sgd_fit, strong_source
+    from unisemi.methods.transfer.setting import binary_targets, sgd_fit, stage_batches, strong_source
     c = cfg.transfer
     src = strong_source(cfg)
     torch.manual_seed(cfg.train.seed * 1_000 + 5)
@@ -132,9 +142,8 @@ def pretrain(cfg, lnet_model) -> tuple[PNet, list[float]]:
         return (weighted_bce(pnet(encode(x, real, pnet.size)), 1.0, w)
                 + weighted_bce(pnet(encode(x, m, pnet.size)), 0.0, w))
 
-    sampler = IndexSampler(src.indices, cfg.data.batch_size, cfg.train.seed * 1_000 + 41)
-    trace = sgd_fit(list(pnet.parameters()), loss, sampler, lambda i: src.data.fetch("train", i),
-                    c.pnet_pretrain_iterations, c.pnet_lr, cfg, cfg.data.hflip)
+    batches = stage_batches(cfg, src.data, src.indices, cfg.train.seed * 1_000 + 41)
+    trace = sgd_fit(list(pnet.parameters()), loss, batches, c.pnet_pretrain_iterations, c.pnet_lr, cfg)
     return pnet, trace
 
 

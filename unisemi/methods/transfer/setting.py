@@ -1,12 +1,13 @@
 """The cross-category setting: which images are strong, which are weak, and what each may give.
 
 Strong images hold strong categories only and give pixel labels. Weak images hold at least one
-weak category and give image-level labels only (`unisemi.data.synthetic.image_labels`) until the
-diffusion stage has made their label maps L_w. In split 4 every target image is weak and the
+weak category and give image-level labels only (the embedded world's renderer, or a real
+dataset's whole ground-truth masks) until the diffusion stage has made their label maps L_w. In split 4 every target image is weak and the
 strong images come from another domain with its VOC-like images removed.
 
 Also here: the small SGD loop the L-Net, CAM and P-Net pre-training stages train with (the main
-loop trains the segmenter rows; these fits are simpler and sample their own image subsets).
+loop trains the segmenter rows; these fits are simpler and sample their own image subsets), and
+their batches: indexed and flipped here in the embedded world, streamed from workers for a real one.
 """
 from __future__ import annotations
 
@@ -24,10 +25,12 @@ from unisemi.optim import poly_lr
 
 
 def image_level_labels(data_cfg, domain: str, indices: torch.Tensor) -> torch.Tensor:
-    """bool (N, C): the classes present in each train image, the only label a weak image has."""
-    from unisemi.data import is_real, synthetic
+    """bool (N, C): the classes present in each train image, the only label a weak image has.
+    A real dataset's come from each whole ground-truth mask (`unisemi.data.real.image_labels`,
+    never from a crop), the embedded world's from its renderer."""
+    from unisemi.data import is_real, real, synthetic
     if is_real(domain):
-        raise ValueError(f"domain '{domain}': image-level labels come from the embedded world only so far")
+        return real.image_labels(load_domain(data_cfg, domain))[indices]
     if len(indices) == 0:
         return torch.zeros(0, synthetic.get_domain(domain).num_classes, dtype=torch.bool)
     return synthetic.image_labels(domain, "train", indices, seed=data_cfg.world_seed)
@@ -78,6 +81,11 @@ def strong_source(cfg) -> StrongSource:
     if cfg.transfer.split != 4:
         part = partition(cfg)
         return StrongSource(load_domain(cfg.data, cfg.data.domains[0]), part.strong, part.strong_lut)
+    from unisemi.data import is_real
+    if is_real(cfg.data.domains[0]):      # config.validate says so at load; stages can be rebuilt alone
+        raise ValueError(f"transfer.split=4 on '{cfg.data.domains[0]}': its strong domain "
+                         f"(transfer.strong_domain={cfg.transfer.strong_domain}) is the embedded world's; "
+                         f"no real loader provides one (COCO in the paper)")
     name = cfg.transfer.strong_domain
     data_cfg = dataclasses.replace(cfg.data, domains=(name,))
     dd = load_domain(data_cfg, name)
@@ -96,25 +104,70 @@ def binary_targets(labels: torch.Tensor, object_lut: torch.Tensor) -> tuple[torc
     return object_lut.to(labels.device)[lab].float(), lab != IGNORE_INDEX
 
 
-def sgd_fit(params, loss_of_batch, sampler: IndexSampler, fetch, iterations: int, lr: float, cfg,
-            hflip: bool = True) -> list[float]:
+class IndexedBatches:
+    """Batches of the embedded world for a stage's own fit: seeded indices, fetched, flipped here
+    (labels with their image; image-level labels do not flip)."""
+
+    def __init__(self, sampler: IndexSampler, fetch, cfg, hflip: bool):
+        self.sampler, self.fetch, self.hflip = sampler, fetch, hflip
+        self.aug = torch.Generator().manual_seed(cfg.train.seed * 1_000 + 23)
+
+    def next(self):
+        x, y = self.fetch(self.sampler.next())
+        if self.hflip:
+            x, flipped = random_hflip(x, y if y.dim() == 3 else None, self.aug)
+            y = flipped if y.dim() == 3 else y
+        return x, y
+
+    def close(self) -> None:
+        pass
+
+
+class ImageLabelBatches:
+    """A real stream's (image, image-level labels) batches as (image, object classes as float)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def next(self):
+        x, present = self.stream.next()
+        return x, present[:, 1:].float()              # objects only: background is no class
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+def stage_batches(cfg, dd, indices: torch.Tensor, seed: int, fetch=None, image_labels: bool = False):
+    """Batches of uint8 images and labels over `indices` of domain `dd` for a stage's own fit.
+    A real domain streams them from workers at its geometry (crop, flip; the label map follows
+    the image, image-level labels come from the whole mask); the embedded world fetches
+    `fetch(indices)` (default: images and label maps) and flips here."""
+    from unisemi.data import is_real
+    if is_real(dd.name):
+        stream = dd.pool_stream(indices, cfg.data.batch_size, seed, labels=not image_labels,
+                                classes=image_labels)
+        return ImageLabelBatches(stream) if image_labels else stream
+    sampler = IndexSampler(indices, cfg.data.batch_size, seed)
+    return IndexedBatches(sampler, fetch or (lambda i: dd.fetch("train", i)), cfg, cfg.data.hflip)
+
+
+def sgd_fit(params, loss_of_batch, batches, iterations: int, lr: float, cfg) -> list[float]:
     """Plain SGD (the `optim:` momentum, decay and poly power) on `loss_of_batch(x, y)` over
-    batches of `fetch(indices) -> (uint8 images, labels)`; returns the loss every 50 steps."""
+    `batches.next() -> (uint8 images, labels)` (`stage_batches`); returns the loss every 50 steps."""
     o = cfg.optim
     opt = torch.optim.SGD(params, lr=lr, momentum=o.momentum, weight_decay=o.weight_decay)
-    aug = torch.Generator().manual_seed(cfg.train.seed * 1_000 + 23)
     trace = []
-    for step in range(iterations):
-        for g in opt.param_groups:
-            g["lr"] = poly_lr(lr, step, iterations, o.poly_power)
-        x, y = fetch(sampler.next())
-        if hflip:       # a label map flips with its image; image-level labels do not
-            x, flipped = random_hflip(x, y if y.dim() == 3 else None, aug)
-            y = flipped if y.dim() == 3 else y
-        loss = loss_of_batch(normalize(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if step % 50 == 0 or step == iterations - 1:
-            trace.append(float(loss.detach()))  # a sync every 50 steps, for the stage's record
+    try:
+        for step in range(iterations):
+            for g in opt.param_groups:
+                g["lr"] = poly_lr(lr, step, iterations, o.poly_power)
+            x, y = batches.next()
+            loss = loss_of_batch(normalize(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if step % 50 == 0 or step == iterations - 1:
+                trace.append(float(loss.detach()))  # a sync every 50 steps, for the stage's record
+    finally:
+        batches.close()                 # a real stream's worker processes end with the fit
     return trace
