@@ -37,3 +37,24 @@ def test_contrastive_step_on_cuda_fills_the_bank_and_the_teacher_follows():
     state = out["state"]
     assert state.memory.device.type == "cuda" and int(state.fill.sum()) > 0
     assert all(math.isfinite(v) for v in out["final"]["loss"].values()) and "contr" in out["final"]["loss"]
+
+
+def test_transfer_stages_and_rows_run_on_cuda_and_store_cpu_weights(tmp_path, monkeypatch):
+    """Every stage of the pnet row (L-Net, CAM, diffusion inference, segmenter, P-Net pre-training)
+    on the trial's device; the stage files hold CPU tensors, so a CPU machine reads them."""
+    monkeypatch.setenv("UNISEMI_CACHE", str(tmp_path))
+    out = fit(load_config(None, [
+        "method=transfer", "data.domains=[objects]", "data.size=[32, 32]", "data.n_labelled=32",
+        "data.batch_size=4", "data.val_images=8", "model.width=8", "train.progress=false",
+        "train.iterations=3", "train.eval_every=3", "train.device=cuda", "transfer.phase=pnet",
+        "transfer.lnet_iterations=3", "transfer.cam_iterations=3", "transfer.diffusion_workers=0",
+        "transfer.diffusion_segments=30", "transfer.segmenter_iterations=2",
+        "transfer.pnet_pretrain_iterations=2"]))
+    assert next(out["model"].parameters()).device.type == "cuda"
+    assert all(math.isfinite(v) for v in out["final"]["loss"].values())
+    files = list(tmp_path.rglob("*.pt"))
+    assert files
+    for path in files:
+        saved = torch.load(path)                       # no map_location: as the file was written
+        tensors = list((saved.get("state_dict") or {}).values()) if isinstance(saved, dict) else []
+        assert all(t.device.type == "cpu" for t in tensors), path

@@ -126,7 +126,7 @@ def load_weights(module, folder: Path, filename: str, what: str):
     file is one error naming the stage and the command that rebuilds it."""
     import torch
     try:
-        module.load_state_dict(torch.load(Path(folder) / filename)["state_dict"])
+        module.load_state_dict(torch.load(Path(folder) / filename, map_location="cpu")["state_dict"])
     except Exception as exc:  # noqa: BLE001 - any unreadable file names the stage to rebuild
         raise RuntimeError(f"{folder}: unreadable {what} stage ({exc.__class__.__name__}); rebuild it "
                            f"with: python -m unisemi stages rebuild {Path(folder).name}") from None

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from unisemi import checkpoint, ddp, pretrain
+from unisemi.device import resolve_device  # noqa: F401  (also unisemi.train.resolve_device)
 from unisemi.config import Config, build_config, config_hash, to_dict, with_overrides
 from unisemi.data import is_real, load_domain
 from unisemi.data.sampler import IndexSampler
@@ -32,14 +33,6 @@ from unisemi.stages import Stages, stage_hash
 
 class NonFiniteLoss(RuntimeError):
     """Training produced a NaN/inf loss; the run is stopped and marked failed."""
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("train.device=cuda but no CUDA device is visible (use cpu or auto)")
-    return torch.device(name)
 
 
 def seed_everything(seed: int) -> None:

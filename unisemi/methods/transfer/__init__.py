@@ -57,7 +57,7 @@ def build(cfg, model, stages) -> nn.Module:
     pnet_module = None
     if c.phase == "pnet":
         seg = recipes.segmenter_stage(cfg, stages.get, stages.fit, cfg.train.threads)
-        model.load_state_dict(torch.load(seg / recipes.SEGMENTER_FILE)["state_dict"])
+        model.load_state_dict(torch.load(seg / recipes.SEGMENTER_FILE, map_location="cpu")["state_dict"])
         pnet_module = pnet.load(recipes.pnet_stage(cfg, stages.get))
     return State(cfg, weak, pnet_module)
 

@@ -36,13 +36,13 @@ def train(cfg):
     """CAM on the image-level labels of every pool image: the embedded world's from its renderer,
     a real domain's computed in its stream's workers from each whole mask (before the crop)."""
     from unisemi.data import load_domain
-    from unisemi.methods.transfer.setting import image_level_labels, sgd_fit, stage_batches
+    from unisemi.methods.transfer.setting import image_level_labels, sgd_fit, stage_batches, stage_device
     domain = cfg.data.domains[0]
     dd = load_domain(cfg.data, domain)
     labels = image_level_labels(cfg.data, domain, dd.labelled)[:, 1:].float()   # objects only
     row = torch.full((int(dd.labelled.max()) + 1,), -1, dtype=torch.long)
     row[dd.labelled] = torch.arange(len(dd.labelled))
-    model = new_model(cfg, labels.shape[1])
+    model = new_model(cfg, labels.shape[1]).to(stage_device(cfg))
     model.train()
 
     def fetch(idx):
@@ -59,7 +59,7 @@ def train(cfg):
 
 def build(cfg, folder: Path) -> None:
     model, trace = train(cfg)
-    torch.save({"state_dict": model.state_dict(), "loss_trace": trace}, folder / WEIGHTS_FILE)
+    torch.save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "loss_trace": trace}, folder / WEIGHTS_FILE)
 
 
 def load(cfg, path: Path, num_objects: int):
@@ -80,10 +80,11 @@ def seeds(model, images: torch.Tensor, present: torch.Tensor, threshold: float,
           batch_size: int = 64) -> torch.Tensor:
     """Seeds (N, C-1, H, W) of uint8 images (N, 3, H, W), CAMs upsampled to the image."""
     model.eval()
+    device = next(model.parameters()).device
     out = []
     for i in range(0, len(images), batch_size):
-        x = normalize(images[i:i + batch_size])
+        x = normalize(images[i:i + batch_size].to(device))
         cams = F.interpolate(activation_maps(model, x), size=x.shape[-2:], mode="bilinear",
                              align_corners=False)
-        out.append(seed_masks(cams, present[i:i + batch_size], threshold))
+        out.append(seed_masks(cams, present[i:i + batch_size].to(device), threshold).cpu())
     return torch.cat(out) if out else torch.zeros(0, present.shape[1], *images.shape[-2:], dtype=torch.bool)

@@ -47,13 +47,14 @@ def build(cfg, folder: Path, lnet_path: Path, cam_path: Path) -> None:
     from unisemi.data import is_real, load_domain
     from unisemi.diffusion import diffuse_images
     from unisemi.methods.transfer import cam, lnet
-    from unisemi.methods.transfer.setting import partition
+    from unisemi.methods.transfer.setting import partition, stage_device
     if is_real(cfg.data.domains[0]):
         return build_files(cfg, folder, lnet_path, cam_path)
     part = partition(cfg)
     dd = load_domain(cfg.data, cfg.data.domains[0])
-    lnet_model = lnet.load(cfg, lnet_path)
-    cam_model = cam.load(cfg, cam_path, dd.num_classes - 1)
+    device = stage_device(cfg)          # the networks' inference; the diffusion is on the CPU
+    lnet_model = lnet.load(cfg, lnet_path).to(device)
+    cam_model = cam.load(cfg, cam_path, dd.num_classes - 1).to(device)
     p = params(cfg)
     maps, seconds = [], []
     t0 = time.perf_counter()
@@ -86,11 +87,12 @@ def build_files(cfg, folder: Path, lnet_path: Path, cam_path: Path) -> None:
     from unisemi.data import load_domain, pipeline
     from unisemi.diffusion import diffuse_images
     from unisemi.methods.transfer import cam, lnet
-    from unisemi.methods.transfer.setting import partition
+    from unisemi.methods.transfer.setting import partition, stage_device
     part = partition(cfg)
     dd = load_domain(cfg.data, cfg.data.domains[0])
-    lnet_model = lnet.load(cfg, lnet_path)
-    cam_model = cam.load(cfg, cam_path, dd.num_classes - 1)
+    device = stage_device(cfg)          # the networks' inference; the diffusion is on the CPU
+    lnet_model = lnet.load(cfg, lnet_path).to(device)
+    cam_model = cam.load(cfg, cam_path, dd.num_classes - 1).to(device)
     p = params(cfg)
     (folder / MAPS_DIR).mkdir()
     weak = part.weak.tolist()
@@ -122,7 +124,7 @@ def load(path: Path) -> dict:
             index = json.loads((path / INDEX_FILE).read_text())
             return {**index, "indices": torch.tensor(index["indices"], dtype=torch.long),
                     "files": [path / name for name in index["files"]]}
-        return torch.load(path / LABELS_FILE)
+        return torch.load(path / LABELS_FILE, map_location="cpu")
     except Exception as exc:  # noqa: BLE001 - any unreadable file names the stage to rebuild
         raise RuntimeError(f"{path}: unreadable diffusion stage ({exc.__class__.__name__}); rebuild "
                            f"it with: python -m unisemi stages rebuild {path.name}") from None

@@ -33,12 +33,13 @@ def new_model(cfg):
 
 
 def train(cfg):
-    from unisemi.methods.transfer.setting import binary_targets, sgd_fit, stage_batches, strong_source
+    from unisemi.methods.transfer.setting import (binary_targets, sgd_fit, stage_batches, stage_device,
+                                                  strong_source)
     src = strong_source(cfg)
     if len(src.indices) == 0:
         raise ValueError(f"transfer.split={cfg.transfer.split}: no strong images in the train pool "
                          f"(data.n_labelled={cfg.data.n_labelled}); raise data.n_labelled")
-    model = new_model(cfg)
+    model = new_model(cfg).to(stage_device(cfg))
     model.train()
 
     def loss(x, y):
@@ -53,7 +54,7 @@ def train(cfg):
 
 def build(cfg, folder: Path) -> None:
     model, trace, n = train(cfg)
-    torch.save({"state_dict": model.state_dict(), "loss_trace": trace, "strong_images": n},
+    torch.save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "loss_trace": trace, "strong_images": n},
                folder / WEIGHTS_FILE)
 
 
@@ -65,6 +66,7 @@ def load(cfg, path: Path):
 def object_masks(model, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
     """M = sigmoid(L-Net) of uint8 images (N, 3, H, W): float (N, H, W) in [0, 1]."""
     model.eval()
-    out = [torch.sigmoid(model(normalize(images[i:i + batch_size]), HEAD)["logits"][:, 0])
+    device = next(model.parameters()).device
+    out = [torch.sigmoid(model(normalize(images[i:i + batch_size].to(device)), HEAD)["logits"][:, 0]).cpu()
            for i in range(0, len(images), batch_size)]
     return torch.cat(out) if out else torch.zeros(0, *images.shape[-2:])

@@ -126,19 +126,21 @@ def pretrain(cfg, lnet_model) -> tuple[PNet, list[float]]:
     """Eq. 5 on strong images only, the L-Net's class-agnostic mask M as the fake and the binarised
     ground truth L'_s as the real: the one network trained on strong categories in every split
     (split 4's strong images have another label space than the segmenter's). docs/transfer.md."""
-    from unisemi.methods.transfer.setting import binary_targets, sgd_fit, stage_batches, strong_source
+    from unisemi.methods.transfer.setting import (binary_targets, sgd_fit, stage_batches, stage_device,
+                                                  strong_source)
     c = cfg.transfer
     src = strong_source(cfg)
     torch.manual_seed(cfg.train.seed * 1_000 + 5)
-    pnet = PNet(input_size(cfg))
-    lnet_model.eval()
+    device = stage_device(cfg)
+    pnet = PNet(input_size(cfg)).to(device)
+    lnet_model.to(device).eval()
 
     def loss(x, y):
         with torch.no_grad():
             m = torch.sigmoid(lnet_model(x, "mask")["logits"])           # (B, 1, H, W)
         target, valid = binary_targets(y, src.object_lut)
         real = torch.where(valid.unsqueeze(1), target.unsqueeze(1), m)  # void: the fake's value
-        w = torch.ones(x.shape[0])
+        w = torch.ones(x.shape[0], device=x.device)
         return (weighted_bce(pnet(encode(x, real, pnet.size)), 1.0, w)
                 + weighted_bce(pnet(encode(x, m, pnet.size)), 0.0, w))
 
@@ -150,12 +152,12 @@ def pretrain(cfg, lnet_model) -> tuple[PNet, list[float]]:
 def build(cfg, folder: Path, lnet_path: Path) -> None:
     from unisemi.methods.transfer import lnet
     pnet, trace = pretrain(cfg, lnet.load(cfg, lnet_path))
-    torch.save({"state_dict": pnet.state_dict(), "size": list(pnet.size), "loss_trace": trace},
+    torch.save({"state_dict": {k: v.cpu() for k, v in pnet.state_dict().items()}, "size": list(pnet.size), "loss_trace": trace},
                folder / WEIGHTS_FILE)
 
 
 def load(path: Path) -> PNet:
-    ck = torch.load(path / WEIGHTS_FILE)
+    ck = torch.load(path / WEIGHTS_FILE, map_location="cpu")
     pnet = PNet(tuple(ck["size"]))
     pnet.load_state_dict(ck["state_dict"])
     return pnet

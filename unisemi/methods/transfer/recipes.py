@@ -103,10 +103,12 @@ def segmenter_stage(cfg, get, fit, threads: int = 0) -> Path:
 
     def build(folder: Path) -> None:
         import torch
+        # threads and device are where the fit runs, not what it computes: outside the recipe
         values = {**recipe["config"], "train": {**recipe["config"]["train"], "threads": threads,
-                                                "progress": False}}
+                                                "device": cfg.train.device, "progress": False}}
         result = fit(values)
-        torch.save({"state_dict": result["model"].state_dict(), "final": result["final"]},
+        state = {k: v.cpu() for k, v in result["model"].state_dict().items()}
+        torch.save({"state_dict": state, "final": result["final"]},
                    folder / SEGMENTER_FILE)
 
     return get(SEGMENTER, recipe, build)

@@ -151,17 +151,26 @@ def stage_batches(cfg, dd, indices: torch.Tensor, seed: int, fetch=None, image_l
     return IndexedBatches(sampler, fetch or (lambda i: dd.fetch("train", i)), cfg, cfg.data.hflip)
 
 
+def stage_device(cfg) -> torch.device:
+    """Where a stage's own fit and inference run: the trial's `train.device` (the runner sets cuda
+    on a GPU trial); not part of any recipe, as the stage's inputs do not change with it."""
+    from unisemi.device import resolve_device
+    return resolve_device(cfg.train.device)
+
+
 def sgd_fit(params, loss_of_batch, batches, iterations: int, lr: float, cfg) -> list[float]:
     """Plain SGD (the `optim:` momentum, decay and poly power) on `loss_of_batch(x, y)` over
     `batches.next() -> (uint8 images, labels)` (`stage_batches`); returns the loss every 50 steps."""
     o = cfg.optim
     opt = torch.optim.SGD(params, lr=lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    device = params[0].device               # the fit's module is on `stage_device(cfg)`
     trace = []
     try:
         for step in range(iterations):
             for g in opt.param_groups:
                 g["lr"] = poly_lr(lr, step, iterations, o.poly_power)
             x, y = batches.next()
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             loss = loss_of_batch(normalize(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()

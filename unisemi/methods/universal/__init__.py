@@ -67,7 +67,7 @@ def build(cfg, model, stages) -> nn.Module:
 def load_embedding_file(path: str, domain: str, shape: tuple) -> torch.Tensor:
     """A file {domain: (C, K, d) or (C, d) tensor}, e.g. word vectors or saved centroids."""
     try:
-        table = torch.load(path)
+        table = torch.load(path, map_location="cpu")
     except (OSError, RuntimeError) as exc:
         raise ValueError(f"universal.init={path!r}: cannot read the label-embedding file ({exc})") from None
     if domain not in table:

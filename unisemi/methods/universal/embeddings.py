@@ -190,7 +190,7 @@ def pretrained_centroids(cfg, domain: str, stages) -> torch.Tensor:
         u = cfg.universal
         centroids = build_embeddings(result["model"], sub_data, domain, u.embed_dim, u.centroids,
                                      cfg.train.seed)
-        torch.save(centroids, folder / CENTROIDS_FILE)
+        torch.save(centroids.cpu(), folder / CENTROIDS_FILE)
 
     path = stages.get(STAGE, recipe, build, label=f"{STAGE}/{domain}") / CENTROIDS_FILE
     return load_centroids(path)
@@ -198,7 +198,7 @@ def pretrained_centroids(cfg, domain: str, stages) -> torch.Tensor:
 
 def load_centroids(path: Path) -> torch.Tensor:
     try:
-        return torch.load(path)
+        return torch.load(path, map_location="cpu")
     except Exception as exc:  # noqa: BLE001  - any unreadable file names the stage to rebuild
         raise RuntimeError(f"{path}: unreadable label-embedding stage ({exc.__class__.__name__}); "
                            f"rebuild it with: python -m unisemi stages rebuild {path.parent.name}") from None
@@ -214,6 +214,6 @@ def rebuild_stage(recipe: dict, fit, configure=None) -> Path:
         result = fit(sub)
         centroids = build_embeddings(result["model"], result["config"].data, recipe["domain"],
                                      recipe["d"], recipe["k"], recipe["seed"])
-        torch.save(centroids, folder / CENTROIDS_FILE)
+        torch.save(centroids.cpu(), folder / CENTROIDS_FILE)
 
     return stage(STAGE, recipe, build, force=True)
