@@ -1,5 +1,6 @@
-"""The workers' geometry (resize, rescale, crop, flip) against the plain recipe it must equal, and
-the fast PNG decoder against Pillow."""
+"""The workers' fast paths against the plain recipes they must equal: the geometry (resize, rescale,
+crop, flip) against resizing step by step, libspng against Pillow, and the byte-translation label
+table against the lookup."""
 from __future__ import annotations
 
 import numpy as np
@@ -122,3 +123,20 @@ def test_fast_png_decoder_names_a_truncated_file(tmp_path, fast_png):
     path.write_bytes(path.read_bytes()[:-200])
     with pytest.raises(UnreadableError, match=r"cut\.png: unreadable or truncated image"):
         _common.read_rgb(path)
+
+
+def test_byte_translation_table_maps_and_checks_as_the_lookup_does():
+    from unisemi.data.sources.errors import LabelValueError
+    table = _common.make_table("toy", {3: 0, 7: 1, 9: 2}, known=[0, 3, 7, 9], expected="0, 3, 7, 9")
+    raw = np.random.default_rng(5).choice(np.array([0, 3, 7, 9], np.uint8), (33, 17))
+    assert table._byte_table is not None
+    np.testing.assert_array_equal(table.apply(raw, "toy.png"), np.take(table.lut, raw))
+    np.testing.assert_array_equal(table.apply(raw.astype(np.int32), "toy.png"), np.take(table.lut, raw))
+    bad = raw.copy()
+    bad[4, 2], bad[0, 0] = 200, 5
+    with pytest.raises(LabelValueError, match=r"toy.png: label values 5, 200 are not in the toy table"):
+        table.apply(bad, "toy.png")
+    # every byte a known value's output: no sentinel left, the lookup path does the work
+    full = _common.make_table("full", {v: v for v in range(255)}, known=range(256), expected="any byte")
+    assert full._byte_table is None
+    np.testing.assert_array_equal(full.apply(raw, "f.png"), raw)
