@@ -316,3 +316,16 @@ def test_ablations_run_py_prints_one_line_and_exits_nonzero_on_a_file_as_results
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert out.stderr.strip().splitlines() == [f"error: --results {path}: is a file, expected a folder "
                                                f"for the results dataset"]
+
+
+def test_bold_marks_the_best_of_two_or_more_cells_only(spec, tmp_path):
+    trials, _ = expand(spec)
+    store = TableStore(tmp_path / "results", spec.suite, spec.name)
+    store_rows(store, [t for t in trials if t.cell_id == "variant=a"])
+    body = [line for line in write_outputs(spec, store.read(), tmp_path / "one", profile="laptop",
+                                           trials=trials)["table.md"].read_text().splitlines()
+            if line.startswith("| ")]
+    assert body and not any("**" in line for line in body)        # one measured cell: no "best"
+    store_rows(store, [t for t in trials if t.cell_id != "variant=a"], miou=20.0)
+    md = write_outputs(spec, store.read(), tmp_path / "two", profile="laptop", trials=trials)["table.md"].read_text()
+    assert "**20.0 ± 0.0** (n=2)" in md and "**10.0" not in md

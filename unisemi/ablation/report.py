@@ -3,7 +3,7 @@
 Each cell is the mean +- sample std over the trials of that cell and n. When both the seed and
 the labelled split vary, the spread is split in two: the seed std (pooled within splits) and the
 split std (of the per-split means). Significance: Welch's t-test of each cell against the spec's
-baseline cell in the same column; `*` marks p < 0.05. The best mean of a column is bold.
+baseline cell in the same column; `*` marks p < 0.05. The best mean of a column with two or more is bold.
 
 A table is built only from the rows of the current expansion's trials (rows.py): rows of another
 config or profile in the same folder are counted in a footnote, never averaged in. A cell with
@@ -161,7 +161,7 @@ def build_grid(spec: Spec, summary: pd.DataFrame):
     best = {}
     for c, d in groups:
         sub = summary[(summary["domain"] == d) & ((summary[f"axis:{cols_axis}"] == c) if cols_axis else True)]
-        if len(sub) and sub["mean"].notna().any():
+        if sub["mean"].notna().sum() >= 2:       # a column of one measured cell has no "best"
             best[(c, d)] = sub["mean"].max()
     cells = {}
     for rk in row_keys:
@@ -347,7 +347,7 @@ def footnotes_for(spec: Spec, df: pd.DataFrame, pending: dict, profile: str | No
     count of the stored rows left out (rows.set_aside)."""
     sel = selected_rows(spec, df)
     notes = [f"Shows the {'final' if spec.evaluation == 'final' else 'best-on-validation'} evaluation of "
-             f"each trial; mean ± sample std over trials, n = trials per cell. Bold: best mean in the column."]
+             f"each trial; mean ± sample std over trials, n = trials per cell. Bold: best mean in a column of two or more."]
     profiles = sorted(set(df["profile"].dropna())) if len(df) else []
     prof = profile or (profiles[0] if profiles else "laptop")
     notes.append(f"Profile: {prof}" + (" (the embedded synthetic world: compare trends, not absolute "
