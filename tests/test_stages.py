@@ -63,3 +63,20 @@ def test_label_embeddings_stage_is_recorded_in_every_record_and_rebuilds_from_th
     assert torch.equal(torch.load(tmp_path / "stages" / ids[0] / "centroids.pt"), before)
     assert main(["stages", "rebuild", "label-embeddings-0"]) == 2
     assert "not in" in capsys.readouterr().err
+
+
+def test_loader_settings_are_outside_every_stage_recipe():
+    """data.workers and data.prefetch change how fast a stage reads its images, never what it
+    computes: a run with other loader settings reuses the stages."""
+    from unisemi.config import to_dict
+    from unisemi.methods.transfer import recipes
+    from unisemi.methods.universal.embeddings import embedding_recipe
+    base = ["method=transfer", "data.domains=[objects]", "transfer.phase=pnet"]
+    a, b = (load_config(None, base + extra) for extra in ([], ["data.workers=3", "data.prefetch=4"]))
+    for recipe_of in (recipes.lnet_recipe, recipes.cam_recipe, recipes.labels_recipe,
+                      recipes.pnet_recipe, recipes.segmenter_recipe):
+        assert recipe_of(a) == recipe_of(b), recipe_of.__name__
+    u = [load_config("universal_city_town", extra) for extra in ([], ["data.workers=3"])]
+    assert embedding_recipe(to_dict(u[0]), u[0], "city") == embedding_recipe(to_dict(u[1]), u[1], "city")
+    assert embedding_recipe(to_dict(u[0]), u[0], "city") != embedding_recipe(
+        to_dict(u[0]), load_config("universal_city_town", ["train.seed=1"]), "city")

@@ -29,7 +29,8 @@ LABEL_KEYS = LNET_KEYS + CAM_KEYS + ("cam_threshold", "diffusion_segments", "dif
                                      "diffusion_sigma", "diffusion_seed_fraction",
                                      "diffusion_background_mask", "diffusion_background_q")
 PNET_KEYS = LNET_KEYS + ("pnet_pretrain_iterations", "pnet_lr", "pnet_size")
-DATA_ASIDE = ("val_images", "unlabelled_batch_size")    # no stage reads these
+# no stage reads the first two; the loader settings change how fast a stage reads, not what
+DATA_ASIDE = ("val_images", "unlabelled_batch_size", "workers", "prefetch")
 OPTIM_ASIDE = ("lr", "head_lr_mult")    # the segmenter's: the own-loop stages have their own rates
 
 

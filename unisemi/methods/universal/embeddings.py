@@ -119,6 +119,7 @@ def encoder_rows(model, dd, batch_size: int = 32) -> tuple[torch.Tensor, torch.T
 
 
 STAGE = "label-embeddings"
+LOADER_KEYS = ("workers", "prefetch")     # how fast the data is read, not what: outside the recipe
 CENTROIDS_FILE = "centroids.pt"
 
 
@@ -134,7 +135,8 @@ def embedding_recipe(sub: dict, cfg, domain: str) -> dict:
     u = cfg.universal
     return {"what": "universal-label-embeddings-v1", "domain": domain, "k": u.centroids,
             "d": u.embed_dim, "seed": cfg.train.seed,
-            "config": {k: v for k, v in sub.items() if k in ("data", "model", "optim", "train")}}
+            "config": {k: ({f: x for f, x in v.items() if f not in LOADER_KEYS} if k == "data" else v)
+                       for k, v in sub.items() if k in ("data", "model", "optim", "train")}}
 
 
 @torch.no_grad()
