@@ -267,3 +267,19 @@ def test_the_runner_writes_its_tables_page_and_report_only_rewrites_it(tmp_path,
     page.unlink()
     assert cli.main([str(spec_path), "--results", str(results), "--report-only"]) == 0
     assert html_tables(page.read_text())["results"] == rows["results"]
+
+
+def test_a_ratio_to_table_shows_both_percentages_as_table_md_does(tmp_path):
+    path = tiny_spec(tmp_path / "specs", cells=("a", "b"), seeds=2)
+    path.write_text(path.read_text() + "ratio_to: {variant: a}\n")
+    spec = load_spec(str(path))
+    trials, pending = expand(spec)
+    write_rows(tmp_path / "r", spec, trials)
+    df = TableStore(tmp_path / "r", spec.suite, spec.name).read()
+    site.write_page(tmp_path / "r", spec.suite, spec.name, df, trials, pending, "laptop", spec)
+    rows = html_tables(site.page_path(tmp_path / "r", spec.suite, spec.name).read_text())["results"]
+    assert rows[1] == ["ours", "paper", "Δ", "% of a ours", "% of a paper"]
+    shown = {r[0]: r[1:] for r in rows[2:]}
+    # a: 40.5 (paper 50), b: 42.5 (paper 51): b is 104.9% of a, and 102.0% in the paper
+    assert shown["a"][3:] == ["100.0%", "100.0%"]
+    assert shown["b"][3:] == ["104.9%", "102.0%"]

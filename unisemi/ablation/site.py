@@ -22,7 +22,8 @@ import pandas as pd
 
 from unisemi.ablation import figures
 from unisemi.ablation.ledger import config_diff
-from unisemi.ablation.report import _fmt, _header_name, _num, build_grid, grid_entries, table_parts, write_outputs
+from unisemi.ablation.report import (_fmt, _header_name, _num, _pct, _ratio_name, build_grid, grid_entries,
+                                     table_parts, write_outputs)
 from unisemi.ablation.rows import in_expansion, trial_states
 from unisemi.ablation.spec import SpecError, Spec, Trial, cell_id, expand, load_spec, preset_values
 from unisemi.ablation.store import TableStore, rows_root
@@ -122,9 +123,13 @@ def table_view(spec: Spec, summary: pd.DataFrame) -> dict:
             line = e["line"]
             shown.append({"ours": _fmt(line["mean"], line["std"], line["n"], expected=line.get("n_expected")),
                           "bold": e["bold"], "sig": e["sig"], "paper": _num(line["paper"]),
-                          "delta": _num(line["delta"], signed=True)})
+                          "delta": _num(line["delta"], signed=True),
+                          "ratio": _pct(line.get("ratio"), tex=False),
+                          "paper_ratio": _pct(line.get("paper_ratio"), tex=False)})
         rows.append({"label": label, "entries": shown})
-    return {"axis": spec.layout["rows"], "groups": [_header_name(c, d, spec) for c, d in groups], "rows": rows}
+    # `ratio_to:` specs (transfer/table2) add "% of <reference>" for ours and the paper, as table.md does
+    return {"axis": spec.layout["rows"], "groups": [_header_name(c, d, spec) for c, d in groups], "rows": rows,
+            "ratio_to": _ratio_name(spec)}
 
 
 def preset_config(spec: Spec, profile: str) -> dict:
