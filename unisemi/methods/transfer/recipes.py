@@ -104,9 +104,12 @@ def segmenter_stage(cfg, get, fit, threads: int = 0) -> Path:
 
     def build(folder: Path) -> None:
         import torch
-        # threads and device are where the fit runs, not what it computes: outside the recipe
+        # threads, device and the loader are how the fit runs, not what it computes: the trial's,
+        # outside the recipe
         values = {**recipe["config"], "train": {**recipe["config"]["train"], "threads": threads,
-                                                "device": cfg.train.device, "progress": False}}
+                                                "device": cfg.train.device, "progress": False},
+                  "data": {**recipe["config"]["data"], "workers": cfg.data.workers,
+                           "prefetch": cfg.data.prefetch}}
         result = fit(values)
         state = {k: v.cpu() for k, v in result["model"].state_dict().items()}
         torch.save({"state_dict": state, "final": result["final"]},
