@@ -40,8 +40,8 @@ def labelled_batches(dd, batch_size: int = 8, seed: int = 0):
     from unisemi.data import pipeline
     geometry = pipeline.Geometry(dd.geometry.resize, (1.0, 1.0), dd.geometry.crop, hflip=False)
     dataset = pipeline.PairStream(dd.train_pairs, dd.read, geometry, seed, labels=True)
-    order = dd.labelled.tolist()
-    keys = [list(enumerate(order))[s:s + batch_size] for s in range(0, len(order), batch_size)]
+    keyed = list(enumerate(dd.labelled.tolist()))      # (sample k, pool index): k seeds the crop
+    keys = [keyed[s:s + batch_size] for s in range(0, len(keyed), batch_size)]
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=keys, num_workers=dd.workers,
                                          collate_fn=pipeline.collate)
     for x, y in loader:

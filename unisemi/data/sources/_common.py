@@ -165,11 +165,14 @@ def _fast_png(path, colour_type: int) -> np.ndarray | None:
     if not FAST_PNG or str(path)[-4:].lower() != ".png":
         return None
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as f:
+            # IHDR is the first chunk: bit depth at byte 24, colour type at byte 25; the rest of
+            # the file is read only for a PNG libspng decodes, so Pillow's files are read once
+            head = f.read(26)
+            if len(head) < 26 or head[:8] != _PNG_SIGNATURE or head[24] != 8 or head[25] != colour_type:
+                return None
+            data = head + f.read()
     except OSError:
-        return None
-    # IHDR is the first chunk: bit depth at byte 24, colour type at byte 25
-    if len(data) < 26 or data[:8] != _PNG_SIGNATURE or data[24] != 8 or data[25] != colour_type:
         return None
     try:
         return pyspng.load(data, _SPNG_FORMAT[colour_type])

@@ -43,18 +43,25 @@ def jobs_for(images: torch.Tensor, masks: torch.Tensor, seeds: torch.Tensor, pre
     return out
 
 
-def build(cfg, folder: Path, lnet_path: Path, cam_path: Path) -> None:
-    from unisemi.data import is_real, load_domain
-    from unisemi.diffusion import diffuse_images
+def _inputs(cfg, lnet_path: Path, cam_path: Path):
+    """What both builds start from: the strong/weak partition, the domain, and the L-Net and CAM
+    on the stage device (the networks' inference; the diffusion itself is CPU work)."""
+    from unisemi.data import load_domain
     from unisemi.methods.transfer import cam, lnet
     from unisemi.methods.transfer.setting import partition, stage_device
+    dd = load_domain(cfg.data, cfg.data.domains[0])
+    device = stage_device(cfg)
+    return (partition(cfg), dd, lnet.load(cfg, lnet_path).to(device),
+            cam.load(cfg, cam_path, dd.num_classes - 1).to(device))
+
+
+def build(cfg, folder: Path, lnet_path: Path, cam_path: Path) -> None:
+    from unisemi.data import is_real
+    from unisemi.diffusion import diffuse_images
+    from unisemi.methods.transfer import cam, lnet
     if is_real(cfg.data.domains[0]):
         return build_files(cfg, folder, lnet_path, cam_path)
-    part = partition(cfg)
-    dd = load_domain(cfg.data, cfg.data.domains[0])
-    device = stage_device(cfg)          # the networks' inference; the diffusion is on the CPU
-    lnet_model = lnet.load(cfg, lnet_path).to(device)
-    cam_model = cam.load(cfg, cam_path, dd.num_classes - 1).to(device)
+    part, dd, lnet_model, cam_model = _inputs(cfg, lnet_path, cam_path)
     p = params(cfg)
     maps, seconds = [], []
     t0 = time.perf_counter()
@@ -84,15 +91,10 @@ def build_files(cfg, folder: Path, lnet_path: Path, cam_path: Path) -> None:
     M and the CAM seeds at that size, the diffusion, one PNG per image and the index."""
     from PIL import Image
 
-    from unisemi.data import load_domain, pipeline
+    from unisemi.data import pipeline
     from unisemi.diffusion import diffuse_images
     from unisemi.methods.transfer import cam, lnet
-    from unisemi.methods.transfer.setting import partition, stage_device
-    part = partition(cfg)
-    dd = load_domain(cfg.data, cfg.data.domains[0])
-    device = stage_device(cfg)          # the networks' inference; the diffusion is on the CPU
-    lnet_model = lnet.load(cfg, lnet_path).to(device)
-    cam_model = cam.load(cfg, cam_path, dd.num_classes - 1).to(device)
+    part, dd, lnet_model, cam_model = _inputs(cfg, lnet_path, cam_path)
     p = params(cfg)
     (folder / MAPS_DIR).mkdir()
     weak = part.weak.tolist()

@@ -120,7 +120,7 @@ class IndexedBatches:
         return x, y
 
     def close(self) -> None:
-        pass
+        """Nothing to release (no worker processes); `sgd_fit` closes every kind of batches."""
 
 
 class ImageLabelBatches:

@@ -18,12 +18,16 @@ def pca(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     vectors, sign-fixed so that each one's largest-magnitude entry is positive (reproducible)."""
     mean = x.mean(0)
     _, _, vh = torch.linalg.svd(x - mean, full_matrices=False)
-    comps = vh[:dim]
-    sign = torch.sign(comps.gather(1, comps.abs().argmax(1, keepdim=True)))
-    comps = comps * sign
-    if comps.shape[0] < dim:        # fewer channels than d: pad with zero directions
+    return mean, _signed_components(vh[:dim], dim)
+
+
+def _signed_components(comps: torch.Tensor, dim: int) -> torch.Tensor:
+    """Each component's largest-magnitude entry made positive (reproducible), and zero directions
+    appended when there are fewer channels than d."""
+    comps = comps * torch.sign(comps.gather(1, comps.abs().argmax(1, keepdim=True)))
+    if comps.shape[0] < dim:
         comps = torch.cat([comps, comps.new_zeros(dim - comps.shape[0], comps.shape[1])])
-    return mean, comps
+    return comps
 
 
 def pca_from_moments(n: int, total: torch.Tensor, gram: torch.Tensor, dim: int):
@@ -33,23 +37,20 @@ def pca_from_moments(n: int, total: torch.Tensor, gram: torch.Tensor, dim: int):
     mean = total / n
     cov = gram / n - torch.outer(mean, mean)
     _, vecs = torch.linalg.eigh(cov)               # ascending eigenvalues
-    comps = vecs.flip(1)[:, :dim].T
-    sign = torch.sign(comps.gather(1, comps.abs().argmax(1, keepdim=True)))
-    comps = comps * sign
-    if comps.shape[0] < dim:
-        comps = torch.cat([comps, comps.new_zeros(dim - comps.shape[0], comps.shape[1])])
-    return mean, comps
+    return mean, _signed_components(vecs.flip(1)[:, :dim].T, dim)
 
 
 def capped_class_rows(rows: torch.Tensor, labels: torch.Tensor, cap: int, g: torch.Generator):
-    """At most `cap` seeded rows of each class: what a batch keeps towards the class centres."""
-    keep = []
-    for c in torch.unique(labels).tolist():     # per class, once per batch at init/update time
-        idx = torch.nonzero(labels == c).flatten()
-        if len(idx) > cap:
-            idx = idx[torch.randperm(len(idx), generator=g)[:cap]]
-        keep.append(idx)
-    keep = torch.cat(keep) if keep else labels.new_zeros(0)
+    """At most `cap` seeded rows of each class: what a batch keeps towards the class centres.
+    A seeded shuffle, then a stable sort by class; a row is kept if it is among the first `cap` of
+    its class (its rank = its position minus where its class starts)."""
+    if len(labels) == 0:
+        return rows, labels
+    perm = torch.randperm(len(labels), generator=g).to(labels.device)
+    perm = perm[torch.argsort(labels[perm], stable=True)]
+    grouped = labels[perm]
+    starts = torch.searchsorted(grouped, grouped, right=False)
+    keep = perm[torch.arange(len(grouped), device=labels.device) - starts < cap]
     return rows[keep], labels[keep]
 
 
