@@ -1,22 +1,27 @@
 """Is data ever the bottleneck? Decode + augment speed of the real-dataset pipeline at each paper's
 settings, its peak memory against dataset size, and the share of a laptop fit spent waiting.
 
-    python benchmarks/data_pipeline.py [--images 24] [--samples 24] [--gpu-step 0.5]
+    python benchmarks/data_pipeline.py [--images 24] [--samples 24] [--gpu-step 0.5] [--photos DIR]
 
 1. Writes full-resolution files in each dataset's real layout under a temporary folder: generated
-   images (smooth colour fields with noise, so PNG and JPEG sizes are photo-like) and label maps
-   drawn from each dataset's own label values. Nothing is downloaded.
+   images (smooth colour fields with noise) and label maps drawn from each dataset's own label
+   values. Nothing is downloaded. `--photos DIR` takes the Cityscapes images from real
+   2048x1024 `*.png` frames in DIR instead (copied byte for byte, cycled): PNG decode time depends
+   on how a file was filtered and compressed, which generated files only approximate.
 2. Per dataset, times `PairStream` items (read + map labels + resize/scale/crop/flip) in this
-   process: that is the work of one worker. Prints ms per image and how many workers keep up
-   with a GPU step of `--gpu-step` seconds at the paper's images per step.
-   Cityscapes also side by side: Pillow or libspng (pyspng) decoding, and the whole-image resize
-   then crop or the windowed resample the pipeline uses (the same pixels).
+   process: that is the work of one worker. Prints ms per image read from the full-size files
+   and, for datasets whose protocol resizes, from the resized cache (`data.cache_resized`, the
+   default: after the first read of a pair), and how many workers keep up with a GPU step of
+   `--gpu-step` seconds at the paper's images per step.
+   Cityscapes also side by side, round-robin over the same files: Pillow or libspng (pyspng)
+   decoding x full-size read, first read into the cache, and cached read.
 3. Peak memory: a fresh process streams `--samples` Cityscapes samples through 2 workers from a
    pool of N and 4N files; the peak RSS of the loop's process and of the largest worker are
    read from getrusage. Flat in N is the goal.
-4. A laptop fit (tiny model, Cityscapes layout at 128x256, crop 128x128, 2 workers): the share of
-   step time the loop waited for data (`timing.data` against `timing.train`), over
-   `--fit-iterations` (default 160: at 40 the workers' start, about 1 s, is most of the wait).
+4. A laptop fit (tiny model, Cityscapes layout at 128x256, crop 128x128): the share of step time
+   the loop waited for data (`timing.data` against `timing.train`), over `--fit-iterations`
+   (default 160: at 40 the workers' start, about 1 s, is most of the wait), with 0 or 2 workers
+   and the resized cache off or on (on: starting empty, so its first reads are in the figure).
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from unisemi.config import load_config  # noqa: E402
 from unisemi.data import pipeline, real  # noqa: E402
+from unisemi.data.resized_cache import ResizedCache  # noqa: E402
 from unisemi.data.sources import get_source  # noqa: E402
 
 # name: (W, H, image suffix, label values, images per step at the paper's settings)
@@ -68,15 +75,33 @@ def _save(path: Path, array: np.ndarray, **kw) -> None:
     Image.fromarray(array).save(path, **kw)
 
 
-def write_tree(name: str, root: Path, n: int, seed: int = 0) -> None:
-    """`n` train pairs (and a few val pairs) of `name` in its real on-disk layout."""
+def real_photos(folder) -> list[Path]:
+    """The 2048x1024 RGB PNGs of `folder` (the Cityscapes images of `--photos`)."""
+    found = []
+    for path in sorted(Path(folder).glob("*.png")):
+        with Image.open(path) as im:
+            if im.size == SHAPES["cityscapes"][:2] and im.mode == "RGB":
+                found.append(path)
+    if not found:
+        raise SystemExit(f"--photos {folder}: no 2048x1024 RGB .png files there")
+    return found
+
+
+def write_tree(name: str, root: Path, n: int, seed: int = 0, photos=()) -> None:
+    """`n` train pairs (and a few val pairs) of `name` in its real on-disk layout; Cityscapes
+    images are copies of `photos` when given."""
     w, h, suffix, values, _ = SHAPES[name]
     rng = np.random.default_rng(seed)
     for i in range(n):
         img, lbl = photo(w, h, rng), blocks(w, h, values, rng)
         if name == "cityscapes":
             stem = f"aachen_{i:06d}_000019"
-            _save(root / f"leftImg8bit/train/aachen/{stem}_leftImg8bit.png", img)
+            target = root / f"leftImg8bit/train/aachen/{stem}_leftImg8bit.png"
+            if photos:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(photos[i % len(photos)], target)
+            else:
+                _save(target, img)
             _save(root / f"gtFine/train/aachen/{stem}_gtFine_labelIds.png", lbl)
         elif name == "pascal_voc":
             voc = root / "VOC2012"
@@ -121,58 +146,65 @@ def geometry_of(name: str) -> pipeline.Geometry:
     return pipeline.Geometry(resize=ds.resize, crop=ds.crop, hflip=True)
 
 
-def ms_per_image(name: str, root: Path, samples: int) -> float:
+def _stream(name: str, root: Path, cache: ResizedCache | None = None) -> pipeline.PairStream:
     ds = real.DATASETS[name]
     pairs = get_source(ds.source).list_pairs(root, ds.train)
-    stream = pipeline.PairStream(pairs, real.functools.partial(real.read_sample, ds.source, ds.classes),
-                                 geometry_of(name), seed=0, labels=True)
-    stream[(0, 0)]                                  # warm-up: imports, first decode
+    return pipeline.PairStream(pairs, real.functools.partial(real.read_sample, ds.source, ds.classes),
+                               geometry_of(name), seed=0, labels=True, cache=cache)
+
+
+def ms_per_image(name: str, root: Path, samples: int, cache_folder: Path | None = None) -> float:
+    """ms per sample from the full-size files, or (`cache_folder`) from the resized cache after
+    one pass has filled it."""
+    geo = geometry_of(name)
+    cache = ResizedCache(cache_folder, f"{name}/bench", geo.resize) if cache_folder else None
+    stream = _stream(name, root, cache)
+    n = len(stream)
+    for i in range(n if cache else 1):              # warm-up: imports, first decode (or the fill)
+        stream[(0, i)]
     t0 = time.perf_counter()
     for k in range(samples):
-        stream[(k + 1, k % len(pairs))]
+        stream[(k + 1, k % n)]
     return 1000 * (time.perf_counter() - t0) / samples
 
 
-def whole_then_crop(image, label, geo: pipeline.Geometry, rng):
-    """The geometry as it was before the windowed resample: resize the whole pair, then crop
-    (scale (1, 1), no padding: the Cityscapes protocol only)."""
-    h, w = geo.resize
-    image = np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR))
-    label = np.asarray(Image.fromarray(label).resize((w, h), Image.NEAREST))
-    top = int(rng.integers(0, h - geo.crop[0] + 1))
-    left = int(rng.integers(0, w - geo.crop[1] + 1))
-    image, label = image[top:top + geo.crop[0], left:left + geo.crop[1]], label[top:top + geo.crop[0], left:left + geo.crop[1]]
-    if geo.hflip and rng.random() < 0.5:
-        image, label = image[:, ::-1], label[:, ::-1]
-    return image, label
-
-
-def cityscapes_variants(root: Path, samples: int) -> dict:
-    """ms per Cityscapes sample (read + map + geometry, one process) for each decoder x geometry,
-    round-robin over the same files so that a change of machine load hits every variant alike."""
-    from unisemi.data.sources import _common, cityscapes
-    pairs = cityscapes.list_pairs(root, "train")
+def cityscapes_variants(root: Path, samples: int, cache_root: Path) -> dict:
+    """ms per Cityscapes sample (read + map + geometry, one process) for each decoder x path,
+    round-robin over the same files so that a change of machine load hits every variant alike.
+    'first read' fills an empty cache folder each time; 'cached' reads a filled one."""
+    from unisemi.data.sources import _common
     geo = geometry_of("cityscapes")
-    variants = {("Pillow", "whole resize, crop"): (False, whole_then_crop),
-                ("Pillow", "windowed resample"): (False, pipeline.apply_geometry),
-                ("libspng", "whole resize, crop"): (True, whole_then_crop),
-                ("libspng", "windowed resample"): (True, pipeline.apply_geometry)}
+    paths = {"full-size read": None, "first read into the cache": "cold", "cached read": "warm"}
+    variants = {(dec, path): (dec == "libspng", kind) for dec in ("Pillow", "libspng") for path, kind in paths.items()}
     if _common.pyspng is None:
         variants = {k: v for k, v in variants.items() if not v[0]}
+    warm = {dec: ResizedCache(cache_root / f"warm-{dec}", "cityscapes/bench", geo.resize) for dec in ("Pillow", "libspng")}
+    plain = _stream("cityscapes", root)
+    n = len(plain)
     spent = dict.fromkeys(variants, 0.0)
     saved = _common.FAST_PNG
     try:
-        for k in range(samples + 1):                      # sample 0 warms every variant up
-            image_path, label_path = pairs[k % len(pairs)]
-            for key, (fast, geometry) in variants.items():
+        for (dec, _), (fast, kind) in variants.items():   # fill the warm caches
+            if kind == "warm":
                 _common.FAST_PNG = fast
+                stream = _stream("cityscapes", root, warm[dec])
+                for i in range(n):
+                    stream[(0, i)]
+        for k in range(samples + 1):                      # sample 0 warms every variant up
+            for key, (fast, kind) in variants.items():
+                _common.FAST_PNG = fast
+                cache = {None: None, "warm": warm[key[0]],
+                         "cold": ResizedCache(cache_root / f"cold-{k}-{key[0]}", "cityscapes/bench", geo.resize)}[kind]
+                stream = plain if cache is None else _stream("cityscapes", root, cache)
                 t0 = time.perf_counter()
-                image, label = cityscapes.read_pair(image_path, label_path)
-                geometry(image, label, geo, np.random.default_rng([0, k]))
+                stream[(k, k % n)]
                 if k:
                     spent[key] += time.perf_counter() - t0
     finally:
         _common.FAST_PNG = saved
+    entries = [f.stat().st_size for f in (cache_root / "warm-libspng").rglob("*.png")]
+    print(f"  (the resized cache holds {sum(entries) / n / 1e6:.2f} MB per pair: image and label map "
+          f"at {geo.resize[1]}x{geo.resize[0]})")
     return {key: 1000 * t / samples for key, t in spent.items()}
 
 
@@ -198,14 +230,16 @@ print(json.dumps({{"loop": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def laptop_wait_share(root: Path, workers: int, pool: int, iterations: int) -> dict:
+def laptop_wait_share(root: Path, workers: int, pool: int, iterations: int, cache: Path | None) -> dict:
     from unisemi.train import fit
     os.environ["UNISEMI_DATA"] = str(root.parent)
+    if cache is not None:
+        os.environ["UNISEMI_CACHE"] = str(cache)
     cfg = load_config(None, ["data.domains=[cityscapes]", f"data.n_labelled={min(8, pool)}", "data.resize=[128,256]",
                              "data.crop=[128,128]", "data.val_resize=[128,256]", "data.batch_size=8",
                              "data.val_images=2", f"data.workers={workers}", f"train.iterations={iterations}",
                              f"train.eval_every={iterations}", "train.progress=false",
-                             "data.check_counts=false"])
+                             "data.check_counts=false", f"data.cache_resized={cache is not None}"])
     t = fit(cfg)["timing"]
     return {"data_s": t["data"], "train_s": t["train"], "share": t["data"] / (t["data"] + t["train"])}
 
@@ -218,39 +252,52 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", default=list(SHAPES))
     ap.add_argument("--fit-iterations", type=int, default=160,
                     help="iterations of the laptop fit (its wait includes the workers' start)")
+    ap.add_argument("--photos", help="a folder of real 2048x1024 Cityscapes *.png frames to use as the images")
     args = ap.parse_args()
+    photos = real_photos(args.photos) if args.photos else ()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        print(f"{'dataset':<11} {'file (WxH)':>11} {'protocol':<28} {'ms/image':>8}  workers for a {args.gpu_step:g} s step")
+        os.environ["UNISEMI_CACHE"] = str(tmp / "cache")    # never the user's
+        if photos:
+            sizes = ", ".join(f"{p.stat().st_size / 1e6:.2f}" for p in photos)
+            print(f"Cityscapes images: {len(photos)} real frames from {args.photos} ({sizes} MB), cycled\n")
+        print(f"{'dataset':<11} {'file (WxH)':>11} {'protocol':<28} {'ms/image':>8} {'cached':>7}  "
+              f"workers for a {args.gpu_step:g} s step (full-size, cached)")
         for name in args.only:
             root = tmp / real.DATASETS[name].folder
-            write_tree(name, root, args.images)
+            write_tree(name, root, args.images, photos=photos)
             ms = ms_per_image(name, root, args.samples)
-            w, h, _, _, per_step = SHAPES[name]
             geo = geometry_of(name)
+            cached = ms_per_image(name, root, args.samples, tmp / "cache" / name) if geo.resize else None
+            w, h, _, _, per_step = SHAPES[name]
             proto = f"resize {geo.resize or '-'} crop {geo.crop or '-'}"
-            need = math.ceil(per_step * ms / 1000 / args.gpu_step)
-            print(f"{name:<11} {f'{w}x{h}':>11} {proto:<28} {ms:8.1f}  {need} ({per_step} images/step)",
-                  flush=True)
+            need = [math.ceil(per_step * t / 1000 / args.gpu_step) for t in (ms, cached) if t is not None]
+            shown = f"{cached:7.1f}" if cached is not None else f"{'-':>7}"
+            print(f"{name:<11} {f'{w}x{h}':>11} {proto:<28} {ms:8.1f} {shown}  "
+                  f"{', '.join(map(str, need))} ({per_step} images/step)", flush=True)
         city = tmp / "cityscapes"
         if "cityscapes" not in args.only:
-            write_tree("cityscapes", city, args.images)
+            write_tree("cityscapes", city, args.images, photos=photos)
         print(f"\nCityscapes at its protocol (2048x1024 -> 512x1024 -> crop 512, flip), side by side, "
               f"{args.samples} samples each, one process:")
-        variants = cityscapes_variants(city, args.samples)
+        variants = cityscapes_variants(city, args.samples, tmp / "variants")
         first = next(iter(variants.values()))
-        for (decoder, geometry), ms in variants.items():
-            print(f"  {decoder:<8} {geometry:<19} {ms:6.1f} ms/image  ({first / ms:.2f}x)")
-        write_tree("cityscapes", tmp / "more", 4 * args.images, seed=1)
+        for (decoder, path), ms in variants.items():
+            print(f"  {decoder:<8} {path:<27} {ms:6.1f} ms/image  ({first / ms:.2f}x)")
+        shutil.rmtree(tmp / "variants")
+        write_tree("cityscapes", tmp / "more", 4 * args.images, seed=1, photos=photos)
         print("\npeak RSS streaming", args.samples, "Cityscapes samples, 2 workers, prefetch 2:")
         for pool, where in ((args.images, city), (4 * args.images, tmp / "more")):
             mem = peak_memory(where, pool, args.samples)
             print(f"  pool {pool:>4} files: loop {mem['loop']:.0f} MiB, largest worker {mem['worker']:.0f} MiB")
         print(f"\nlaptop fit (tiny model, 128x256 -> crop 128, batch 8, {args.fit_iterations} iterations):")
         for workers in (0, 2):
-            share = laptop_wait_share(city, workers, args.images, args.fit_iterations)
-            print(f"  workers={workers}: waited {share['data_s']:.2f} s for data, {share['train_s']:.2f} s "
-                  f"training: {100 * share['share']:.1f}% of step time")
+            for cached in (False, True):
+                where = tmp / f"fit-cache-{workers}" if cached else None       # each starts empty
+                share = laptop_wait_share(city, workers, args.images, args.fit_iterations, where)
+                print(f"  workers={workers} cache={'on ' if cached else 'off'}: waited {share['data_s']:.2f} s "
+                      f"for data, {share['train_s']:.2f} s training: {100 * share['share']:.1f}% of step time",
+                      flush=True)
     print(f"\nload average now: {os.getloadavg()[0]:.1f} (2 cores); ru_maxrss in KiB on Linux -> MiB")
 
 

@@ -1,4 +1,18 @@
+import os
+
 import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def own_cache(tmp_path_factory):
+    """Stages and resized pairs go to a folder of this session's, not the user's ~/.cache, unless
+    $UNISEMI_CACHE names one (CI does); tests that need an empty cache set their own."""
+    if "UNISEMI_CACHE" in os.environ:
+        yield
+        return
+    os.environ["UNISEMI_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    os.environ.pop("UNISEMI_CACHE", None)
 
 
 @pytest.fixture(scope="session")

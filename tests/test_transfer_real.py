@@ -253,8 +253,9 @@ def test_both_phases_fit_on_a_voc_tree_with_the_stage_maps_as_weak_labels(tree, 
         label = maps[i] if i in maps else pascal_voc.read_label(dd.train_pairs[i][1])
         assert np.array_equal(y, _by_hand(dd, geo, seed, k, i, label)[1]), (k, i)
         weak_seen += i in maps
-    # lnet row, the pnet row's segmenter stage, the pnet row: 2 iterations of 2 images each
-    assert len(seen) == 3 * 2 * 2 and weak_seen
+    # lnet row, the pnet row's segmenter stage, the pnet row: 2 iterations of 2 images each, and
+    # what each stream's thread fetched ahead of its loop (up to data.prefetch batches)
+    assert len(seen) >= 3 * 2 * 2 and weak_seen
 
 
 # ---------------------------------------------------------------------------------------------

@@ -51,6 +51,7 @@ class DataConfig:
     workers: int = 2                   # decoding worker processes per stream (0 = in the loop's process)
     check_counts: bool = True          # a train split with other than the published count is an error
     prefetch: int = 2                  # batches each worker decodes ahead
+    cache_resized: bool = True         # keep pairs at data.resize under $UNISEMI_CACHE/resized (same samples, faster)
 
 
 @dataclass(frozen=True)

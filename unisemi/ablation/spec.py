@@ -385,12 +385,17 @@ def parse_only(items) -> dict:
 
 
 SEED_KEYS = (("train", "seed"), ("data", "split_seed"))
+# Settings that change how fast a trial runs and never what it computes (tested so), so that
+# turning them does not make a stored trial a new one. The older ones of that kind (data.workers,
+# data.prefetch) stay in the identity, because taking them out would rename every stored trial.
+SPEED_KEYS = (("data", "cache_resized"),)
 
 
 def seeds_aside(config: dict) -> dict:
-    """A copy of a resolved config without its seeds (`train.seed`, `data.split_seed`)."""
+    """A copy of a resolved config without its seeds (`train.seed`, `data.split_seed`) and its
+    speed-only settings."""
     c = json.loads(json.dumps(config))
-    for section, name in SEED_KEYS:
+    for section, name in SEED_KEYS + SPEED_KEYS:
         c.get(section, {}).pop(name, None)
     return c
 

@@ -10,7 +10,9 @@ their slice, as the embedded world's `Batches` does, so W ranks see what one pro
 global batch would.
 
 Memory is bounded by configuration, never by the dataset: the dataset objects hold file paths, and
-at most workers x prefetch batches are decoded ahead of the loop.
+at most workers x prefetch batches are decoded ahead of the loop, plus `prefetch` more that a
+thread of the loop's process has already received (`ahead.py`). Pairs a protocol resizes are kept
+on disk at that size after their first read (`resized_cache.py`), never in memory.
 """
 from __future__ import annotations
 
@@ -21,7 +23,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from unisemi.data.ahead import Ahead
 from unisemi.data.labels import IGNORE_INDEX
+from unisemi.data.resized_cache import ResizedCache
 from unisemi.data.sources.errors import SourceError
 
 
@@ -39,9 +43,13 @@ def _resize(image: np.ndarray, label: np.ndarray | None, size: tuple):
     if image.shape[:2] == (h, w):
         return image, label
     image = np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR))
-    if label is not None:
-        label = np.asarray(Image.fromarray(label).resize((w, h), Image.NEAREST))
-    return image, label
+    return image, (_resize_label(label, size) if label is not None else None)
+
+
+def _resize_label(label: np.ndarray, size: tuple) -> np.ndarray:
+    if label.shape == tuple(size):
+        return label
+    return np.asarray(Image.fromarray(label).resize((size[1], size[0]), Image.NEAREST))
 
 
 def _pad_to(image: np.ndarray, label: np.ndarray | None, size: tuple):
@@ -58,10 +66,9 @@ def _pad_to(image: np.ndarray, label: np.ndarray | None, size: tuple):
 def _resize_crop(image: np.ndarray, label: np.ndarray | None, size: tuple, window: tuple):
     """`_resize(..., size)` followed by the crop `window` = (top, left, h, w), the image resampled
     for the window only: Pillow's `box` keeps the whole resize's filter taps and sample positions,
-    so the pixels are the same (exactly so at integer ratios such as Cityscapes' 2:1, within 2 grey
-    levels of float rounding otherwise) at the cost of the window. The label is resized whole: a
-    nearest-neighbour map is cheap, and at a sample position exactly between two source pixels the
-    windowed one can pick the other neighbour."""
+    so the pixels are within 2 grey levels of float rounding (often equal) at the cost of the
+    window. The label is resized whole: a nearest-neighbour map is cheap, and at a sample position
+    exactly between two source pixels the windowed one can pick the other neighbour."""
     top, left, ch, cw = window
     sy, sx = image.shape[0] / size[0], image.shape[1] / size[1]
     box = (left * sx, top * sy, (left + cw) * sx, (top + ch) * sy)
@@ -75,13 +82,14 @@ def _resize_crop(image: np.ndarray, label: np.ndarray | None, size: tuple, windo
 def apply_geometry(image: np.ndarray, label: np.ndarray | None, geo: Geometry, rng: np.random.Generator):
     """uint8 (H, W, 3) and (H, W) -> the augmented pair; `rng` makes every draw.
 
-    In order: resize, random rescale, random crop (padding what is smaller), flip. The last resize
-    and the crop are one windowed resample when nothing needs padding (`_resize_crop`, the same
-    pixels as resizing the whole image, then cropping)."""
+    In order: resize, random rescale, random crop (padding what is smaller), flip. The resize is
+    of the whole pair, so a pair that is already at `geo.resize` (the resized cache's) gives the
+    same pixels. A random rescale and the crop are one windowed resample when nothing needs
+    padding (`_resize_crop`)."""
     lo, hi = geo.scale
     size = tuple(geo.resize) or image.shape[:2]
+    image, label = _resize(image, label, size)
     if (lo, hi) != (1.0, 1.0):
-        image, label = _resize(image, label, size)
         s = rng.uniform(lo, hi)
         size = (max(1, round(size[0] * s)), max(1, round(size[1] * s)))
     if geo.crop:
@@ -143,13 +151,19 @@ class PairStream(torch.utils.data.Dataset):
     classes present in the whole ground-truth mask, taken before the geometry so that a crop
     never drops a class. `replacements` maps pool indices to label files a method generated
     (8-bit PNGs at the image's size): for those images the file is the label, its ground truth
-    is not even read, and the same geometry as the image's is applied to it."""
+    is not even read, and the same geometry as the image's is applied to it. `cache` (a
+    `ResizedCache` at the geometry's resize) keeps pairs at that size on disk after their first
+    read; the samples are the same with or without it."""
 
     def __init__(self, pairs: Sequence, read: Callable, geometry: Geometry, seed: int, labels: bool,
-                 classes: int = 0, replacements: dict | None = None):
+                 classes: int = 0, replacements: dict | None = None, cache: ResizedCache | None = None):
         self.pairs, self.read, self.geometry = pairs, read, geometry
         self.seed, self.labels, self.classes = seed, labels, classes
         self.replacements = dict(replacements or {})
+        if cache is not None and tuple(cache.size) != tuple(geometry.resize):
+            raise ValueError(f"resized cache at {cache.size}, geometry resizes to {geometry.resize}")
+        # image-level labels come from the whole mask at its own size, which the cache does not keep
+        self.cache = cache if geometry.resize and not classes else None
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -160,10 +174,13 @@ class PairStream(torch.utils.data.Dataset):
         generated = self.replacements.get(i) if self.labels else None
         truth = self.classes > 0 or (self.labels and generated is None)
         try:
-            image, label = self.read(image_path, label_path if truth else None)
+            if self.cache is None:
+                image, label = self.read(image_path, label_path if truth else None)
+            else:
+                image, label = self._resized(image_path, label_path if truth else None)
             present = class_presence(label, self.classes) if self.classes else None
             if generated is not None:
-                label = read_label_file(generated, image.shape[:2])
+                label = self._generated_label(generated, image_path, image)
             elif not self.labels:
                 label = None
         except SourceError as e:
@@ -176,6 +193,36 @@ class PairStream(torch.utils.data.Dataset):
         if present is not None:
             out.append(torch.from_numpy(present))
         return (*out, str(image_path))
+
+    def _resized(self, image_path, label_path):
+        """The pair at the cache's size: its entries where they exist, else decoded, resized whole
+        (as `apply_geometry` would) and stored."""
+        cache = self.cache
+        image_entry = cache.image_entry(image_path)
+        label_entry = cache.label_entry(image_path, label_path) if label_path is not None else None
+        image = cache.load(image_entry, 3)
+        label = cache.load(label_entry, 1) if label_entry is not None else None
+        need_label = label_path is not None and label is None
+        if image is None or need_label:
+            fresh, fresh_label = _resize(*self.read(image_path, label_path if need_label else None), cache.size)
+            if image is None:
+                image = fresh
+                cache.store(image_entry, image)
+            if need_label:
+                label = fresh_label
+                cache.store(label_entry, label)
+        return image, label
+
+    def _generated_label(self, path, image_path, image):
+        """A method's label file, checked against its image's native size, at the image's size."""
+        if self.cache is None:
+            return read_label_file(path, image.shape[:2])
+        try:
+            with Image.open(image_path) as im:       # the header alone: the pixels are cached
+                native = im.size[::-1]
+        except OSError as exc:
+            raise SourceError(f"{image_path}: unreadable image ({exc})") from None
+        return _resize_label(read_label_file(path, native), image.shape[:2])
 
 
 class MaskClasses(torch.utils.data.Dataset):
@@ -298,7 +345,8 @@ class BatchKeys(torch.utils.data.Sampler):
 
 
 class Stream:
-    """One endless, resumable stream of uint8 batches from worker processes."""
+    """One endless, resumable stream of uint8 batches from worker processes, received by a
+    background thread (`ahead.Ahead`) so that the loop finds them ready."""
 
     def __init__(self, dataset: PairStream, pool: torch.Tensor, batch: int, part: tuple[int, int],
                  workers: int, prefetch: int, pin_memory: bool):
@@ -317,19 +365,22 @@ class Stream:
 
     def next(self) -> tuple:
         if self._it is None:
-            self._it = self._loader()
-        out = next(self._it)
+            # the loader is made here, in the loop's thread, which forks its workers
+            self._it = Ahead(self._loader(), depth=self.prefetch, own_memory=not self.pin_memory)
+        out = self._it.next()
         self.consumed += 1
         return out
 
     def state_dict(self) -> dict:
-        return {"consumed": self.consumed}
+        return {"consumed": self.consumed}     # batches fetched ahead but not handed out do not count
 
     def load_state_dict(self, state: dict) -> None:
-        self.consumed = int(state["consumed"])
-        self._it = None      # the next batch comes from a loader rebuilt at this position
+        self.close()
+        self.consumed = int(state["consumed"])   # the next batch comes from a loader rebuilt here
 
     def close(self) -> None:
+        if self._it is not None:
+            self._it.close()
         self._it = None
 
 

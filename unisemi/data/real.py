@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from unisemi.data import pipeline
+from unisemi.data.resized_cache import ResizedCache, default_folder
 from unisemi.data.splits import count_from_ratio, file_split, pairs_from_list, relative_key, split_hash
 from unisemi.data.sources import get_source, synthia
 from unisemi.data.sources._common import read_rgb
@@ -173,6 +174,7 @@ class RealDomain:
     workers: int
     prefetch: int
     val_images: int
+    cache: ResizedCache | None = None
     _val: list | None = field(default=None, repr=False)
 
     @property
@@ -224,7 +226,7 @@ class RealDomain:
             geo = pipeline.Geometry(geo.resize, geo.scale, geo.crop, hflip=hflip)
         dataset = pipeline.PairStream(self.train_pairs, self.read, geo, seed, labels,
                                       classes=self.num_classes if classes else 0,
-                                      replacements=replacements)
+                                      replacements=replacements, cache=self.cache)
         return pipeline.Stream(dataset, pool, batch, part, self.workers, self.prefetch, pin_memory)
 
     def val_batches(self, shard: torch.Tensor):
@@ -272,8 +274,11 @@ def load_real(data_cfg, name: str) -> RealDomain:
     geometry = pipeline.Geometry(
         resize=resize, crop=crop,
         scale=tuple(data_cfg.scale) if data_cfg.scale else (1.0, 1.0), hflip=data_cfg.hflip)
+    cache = None
+    if data_cfg.cache_resized and resize:
+        cache = ResizedCache(default_folder(), reader=f"{ds.source}/{ds.classes}", size=tuple(resize))
     return RealDomain(
         name=name, classes=classes_of(name), labelled=labelled, unlabelled=unlabelled,
         split_id=split_id, split_hash=digest, root=root,
         train_pairs=pairs, geometry=geometry, val_resize=_size(data_cfg.val_resize, ds.val_resize),
-        workers=data_cfg.workers, prefetch=data_cfg.prefetch, val_images=data_cfg.val_images)
+        workers=data_cfg.workers, prefetch=data_cfg.prefetch, val_images=data_cfg.val_images, cache=cache)

@@ -30,7 +30,7 @@ LABEL_KEYS = LNET_KEYS + CAM_KEYS + ("cam_threshold", "diffusion_segments", "dif
                                      "diffusion_background_mask", "diffusion_background_q")
 PNET_KEYS = LNET_KEYS + ("pnet_pretrain_iterations", "pnet_lr", "pnet_size")
 # no stage reads the first two; the loader settings change how fast a stage reads, not what
-DATA_ASIDE = ("val_images", "unlabelled_batch_size", "workers", "prefetch")
+DATA_ASIDE = ("val_images", "unlabelled_batch_size", "workers", "prefetch", "cache_resized")
 OPTIM_ASIDE = ("lr", "head_lr_mult")    # the segmenter's: the own-loop stages have their own rates
 
 
@@ -109,7 +109,7 @@ def segmenter_stage(cfg, get, fit, threads: int = 0) -> Path:
         values = {**recipe["config"], "train": {**recipe["config"]["train"], "threads": threads,
                                                 "device": cfg.train.device, "progress": False},
                   "data": {**recipe["config"]["data"], "workers": cfg.data.workers,
-                           "prefetch": cfg.data.prefetch}}
+                           "prefetch": cfg.data.prefetch, "cache_resized": cfg.data.cache_resized}}
         result = fit(values)
         state = {k: v.cpu() for k, v in result["model"].state_dict().items()}
         torch.save({"state_dict": state, "final": result["final"]},

@@ -120,7 +120,7 @@ def encoder_rows(model, dd, batch_size: int = 32) -> tuple[torch.Tensor, torch.T
 
 
 STAGE = "label-embeddings"
-LOADER_KEYS = ("workers", "prefetch")     # how fast the data is read, not what: outside the recipe
+LOADER_KEYS = ("workers", "prefetch", "cache_resized")   # how fast the data is read, not what: outside the recipe
 CENTROIDS_FILE = "centroids.pt"
 
 

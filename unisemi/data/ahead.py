@@ -1,0 +1,67 @@
+"""Batches taken off a DataLoader iterator by a background thread, ahead of the training loop.
+
+Worker processes decode in parallel, but receiving a batch from them still costs the process that
+asks: unpickling it, mapping its shared memory and the first touch of every page of that memory.
+On the 2-core machine that was about 3 ms plus 2.5 ms for one 8x3x128x128 batch, 4% of a laptop
+step spent in the loop's `next`. This thread does it while the loop computes (torch releases the
+GIL in its kernels) and hands over batches already in the process's own memory; pinned batches
+(a GPU run) are handed over as they are, because a copy would not be pinned.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import weakref
+from collections.abc import Iterator
+
+
+class _Failed:
+    """What the thread met instead of a batch (a worker's SourceError, a dead worker)."""
+
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+def _fill(iterator: Iterator, out: queue.Queue, stop: threading.Event, own_memory: bool) -> None:
+    try:
+        while not stop.is_set():
+            item = next(iterator)
+            if own_memory:
+                item = tuple(t.clone() for t in item)
+            _put(out, item, stop)
+    except BaseException as exc:         # re-raised in the loop by `Ahead.next`
+        _put(out, _Failed(exc), stop)
+    # returning drops the last reference to the iterator, which ends its worker processes
+
+
+def _put(out: queue.Queue, item, stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            out.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            pass
+
+
+class Ahead:
+    """`next()` returns the iterator's batches in order, up to `depth` of them fetched ahead."""
+
+    def __init__(self, iterator: Iterator, depth: int, own_memory: bool):
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=_fill, args=(iterator, self._queue, self._stop, own_memory),
+                                        name="unisemi-batches-ahead", daemon=True)
+        self._thread.start()
+        # a stream dropped without close() must not keep its thread and worker processes alive
+        weakref.finalize(self, self._stop.set)
+
+    def next(self):
+        item = self._queue.get()
+        if isinstance(item, _Failed):
+            self._queue.put(item)        # every later call fails the same way
+            raise item.error
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
