@@ -58,3 +58,24 @@ def test_transfer_stages_and_rows_run_on_cuda_and_store_cpu_weights(tmp_path, mo
         saved = torch.load(path)                       # no map_location: as the file was written
         tensors = list((saved.get("state_dict") or {}).values()) if isinstance(saved, dict) else []
         assert all(t.device.type == "cpu" for t in tensors), path
+
+
+def test_a_real_stream_pins_its_batches_and_a_fit_on_a_real_tree_runs_on_cuda(tmp_path, monkeypatch):
+    """Pinned memory on a GPU: the stream's batches arrive pinned (its thread hands them over as
+    they are), through worker processes and the resized cache, and a short fit trains on cuda."""
+    import fixtures_real as fx
+    from unisemi.data import load_domain
+    fx.cityscapes_tree(tmp_path / "cityscapes")
+    monkeypatch.setenv("UNISEMI_DATA", str(tmp_path))
+    monkeypatch.setenv("UNISEMI_CACHE", str(tmp_path / "cache"))
+    real = ["data.domains=[cityscapes]", "data.n_labelled=2", "data.check_counts=false", "data.workers=1",
+            "data.resize=[8,16]", "data.crop=[8,8]", "data.val_resize=[8,16]", "data.batch_size=2",
+            "model.width=8", "train.progress=false", "train.device=cuda"]
+    dd = load_domain(load_config(None, real).data, "cityscapes")
+    for _ in range(2):                                  # the first fills the cache, the second reads it
+        x, y = dd.stream("labelled", 2, seed=0, part=(0, 1), pin_memory=True).next()
+        assert x.is_pinned() and y.is_pinned() and x.dtype == torch.uint8
+    assert list((tmp_path / "cache" / "resized").rglob("*.png"))
+    out = fit(load_config(None, [*real, "train.iterations=4", "train.eval_every=4"]))
+    assert next(out["model"].parameters()).device.type == "cuda"
+    assert all(math.isfinite(v) for v in out["final"]["loss"].values())

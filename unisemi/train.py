@@ -145,6 +145,12 @@ class Batches:
             for d, s in kind.items():
                 s.load_state_dict(state["streams"][k][d])
 
+    def close(self) -> None:
+        """End the real streams' threads and worker processes (the embedded world has none)."""
+        for kind in self.streams.values():
+            for s in kind.values():
+                s.close()
+
 
 def evaluate_all(cfg: Config, model, domains: dict, device, iteration: int) -> dict:
     """One evaluation record: per-domain metrics (each domain scored by its own head)."""
@@ -316,6 +322,7 @@ def fit(cfg: Config, report=None, resume: str | Path | None = None, out_dir: str
         if stop_after is not None and done >= stop_after:
             break
     progress.close()
+    batches.close()
     timing["total"] = time.perf_counter() - t_start
     return {"final": history[-1], "best": best, "history": history, "timing": timing,
             "config_hash": config_hash(cfg), "config": cfg, "model": model, "state": state,

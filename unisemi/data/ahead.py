@@ -31,7 +31,11 @@ def _fill(iterator: Iterator, out: queue.Queue, stop: threading.Event, own_memor
             _put(out, item, stop)
     except BaseException as exc:         # re-raised in the loop by `Ahead.next`
         _put(out, _Failed(exc), stop)
-    # returning drops the last reference to the iterator, which ends its worker processes
+
+
+def _stop_and_join(stop: threading.Event, thread: threading.Thread) -> None:
+    stop.set()
+    thread.join(timeout=30)
 
 
 def _put(out: queue.Queue, item, stop: threading.Event) -> None:
@@ -47,13 +51,17 @@ class Ahead:
     """`next()` returns the iterator's batches in order, up to `depth` of them fetched ahead."""
 
     def __init__(self, iterator: Iterator, depth: int, own_memory: bool):
+        # held here too, so that close() ends the loader's worker processes in the caller's thread
+        self._iterator = iterator
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=_fill, args=(iterator, self._queue, self._stop, own_memory),
                                         name="unisemi-batches-ahead", daemon=True)
         self._thread.start()
-        # a stream dropped without close() must not keep its thread and worker processes alive
-        weakref.finalize(self, self._stop.set)
+        # Also when the stream is dropped without close(), or still open at exit: a thread left
+        # inside the loader while the interpreter tears down aborts the process ("terminate
+        # called without an active exception"), so the thread is stopped and joined first.
+        self._close = weakref.finalize(self, _stop_and_join, self._stop, self._thread)
 
     def next(self):
         item = self._queue.get()
@@ -63,5 +71,6 @@ class Ahead:
         return item
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
+        self._close()
+        self._iterator = None
+
