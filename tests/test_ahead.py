@@ -126,8 +126,8 @@ print("fit done")
 
 
 def test_a_process_whose_streams_were_never_closed_still_exits_cleanly(tmp_path):
-    """With a finaliser that only stopped the thread, this aborted in 5 runs of 8 ("terminate called without
-    an active exception", exit status 134) after the fit had finished."""
+    """With a finaliser that only stopped the thread, this aborted in 5 runs of 8 ("terminate
+    called without an active exception", exit status 134) after the fit had finished."""
     import subprocess
     import sys
     from pathlib import Path
