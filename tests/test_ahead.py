@@ -133,6 +133,6 @@ def test_a_process_whose_streams_were_never_closed_still_exits_cleanly(tmp_path)
     from pathlib import Path
     script = EXIT_SCRIPT.format(tests=str(Path(__file__).parent), root=str(tmp_path))
     for run in range(2):
-        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False)
         assert done.returncode == 0 and "fit done" in done.stdout, (run, done.returncode, done.stderr[-2000:])
         assert "terminate called" not in done.stderr

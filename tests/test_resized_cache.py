@@ -7,12 +7,12 @@ import functools
 import os
 import warnings
 
+import fixtures_real as fx
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-import fixtures_real as fx
 from unisemi.config import load_config
 from unisemi.data import load_domain, pipeline, real
 from unisemi.data.resized_cache import ResizedCache

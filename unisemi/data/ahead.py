@@ -29,7 +29,7 @@ def _fill(iterator: Iterator, out: queue.Queue, stop: threading.Event, own_memor
             if own_memory:
                 item = tuple(t.clone() for t in item)
             _put(out, item, stop)
-    except BaseException as exc:         # re-raised in the loop by `Ahead.next`
+    except BaseException as exc:  # noqa: BLE001 -- whatever it is, the loop re-raises it (never hangs)
         _put(out, _Failed(exc), stop)
 
 
