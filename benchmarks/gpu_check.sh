@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One prepared GPU check (at most ~8 minutes), for a session that is lent a GPU machine:
 #   bash benchmarks/gpu_check.sh
-# 1. the CUDA path of the tests (tests/test_cuda.py: cuda vs cpu, AMP bf16 and fp16, the contrastive step);
+# 1. the CUDA path of the tests (tests/test_cuda.py: cuda vs cpu, AMP bf16 and fp16, the contrastive step,
+#    the transfer stages, pinned real-data batches through the resized cache);
 # 2. the contrastive module benchmark on cuda;
 # 3. 20 iterations of table6's method at the paper's shapes (DeepLabv2-ResNet101, 512x512 crops,
 #    batch 5 labelled + 5 unlabelled) on the embedded world, bf16, with its time per step.
