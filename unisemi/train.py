@@ -53,9 +53,6 @@ class Batches:
                  relabel=None, label_files=None):
         seed = cfg.train.seed * 1_000
         self.relabel = relabel          # (domain, pool indices, labels) -> labels, before the flip
-        # domain -> {pool index: label file} a method generated, read by a real domain's stream
-        # workers in place of the ground truth (before the crop, which the file then follows)
-        self.label_files = label_files
         self.part = (rank, world_size)
         self.domains = {**domains, **(extra_labelled or {})}
         self.device, self.hflip, self.raw = device, cfg.data.hflip, raw
@@ -72,6 +69,8 @@ class Batches:
                 # batch; methods that allow it (TRAINS_WITHOUT_LABELS) find its key absent.
                 continue
             if is_real(d):
+                # {pool index: label file} a method generated, read by the stream's workers in
+                # place of the ground truth (before the crop, which the file then follows)
                 files = label_files(d) if label_files is not None else None
                 if relabel is not None and files is None:
                     # the stream's workers crop before the loop sees a label: an in-memory relabel

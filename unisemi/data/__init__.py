@@ -39,7 +39,7 @@ def labelled_batches(dd, batch_size: int = 8, seed: int = 0):
 
     from unisemi.data import pipeline
     geometry = pipeline.Geometry(dd.geometry.resize, (1.0, 1.0), dd.geometry.crop, hflip=False)
-    dataset = pipeline.PairStream(dd.train_pairs, dd.read, geometry, seed, labels=True)
+    dataset = pipeline.PairStream(dd.train_pairs, dd.read, geometry, seed, labels=True, cache=dd.cache)
     keyed = list(enumerate(dd.labelled.tolist()))      # (sample k, pool index): k seeds the crop
     keys = [keyed[s:s + batch_size] for s in range(0, len(keyed), batch_size)]
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=keys, num_workers=dd.workers,

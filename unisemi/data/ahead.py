@@ -39,12 +39,14 @@ def _stop_and_join(stop: threading.Event, thread: threading.Thread) -> None:
 
 
 def _put(out: queue.Queue, item, stop: threading.Event) -> None:
+    """Put `item` when there is room, or drop it once the stream is closing: a full queue must
+    not keep the thread (and the loader's workers) alive after close()."""
     while not stop.is_set():
         try:
             out.put(item, timeout=0.1)
-            return
         except queue.Full:
-            pass
+            continue
+        return
 
 
 class Ahead:

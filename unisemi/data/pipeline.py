@@ -16,6 +16,7 @@ on disk at that size after their first read (`resized_cache.py`), never in memor
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -225,22 +226,46 @@ class PairStream(torch.utils.data.Dataset):
         return _resize_label(read_label_file(path, native), image.shape[:2])
 
 
-class MaskClasses(torch.utils.data.Dataset):
-    """Item i: the bool (C,) classes present in pool pair i's whole mask (its image is not decoded)."""
+class PairItems(torch.utils.data.Dataset):
+    """Item j: `make(image_path, label_path)` of pair `indices[j]` (every pair by default), or the
+    SourceError it raised, which `collate` re-raises in the loop as one line naming the file.
+    `make` is one of the module-level `*_item` functions below, partially applied (picklable)."""
 
-    def __init__(self, pairs: Sequence, read_mask: Callable, classes: int):
-        self.pairs, self.read_mask, self.classes = pairs, read_mask, classes
+    def __init__(self, pairs: Sequence, make: Callable, indices: Sequence[int] | None = None):
+        self.pairs, self.make = pairs, make
+        self.indices = list(range(len(pairs)) if indices is None else indices)
 
     def __len__(self) -> int:
-        return len(self.pairs)
+        return len(self.indices)
 
-    def __getitem__(self, i):
-        image_path, label_path = self.pairs[i]
+    def __getitem__(self, j):
         try:
-            label = self.read_mask(image_path, label_path)
+            return self.make(*self.pairs[self.indices[j]])
         except SourceError as e:
-            return SourceError(f"image-level labels: {e}")
-        return torch.from_numpy(class_presence(label, self.classes)), str(label_path)
+            return e
+
+
+def mask_classes_item(read_mask: Callable, classes: int, image_path, label_path):
+    """The bool (C,) classes present in a pair's whole mask (its image is not decoded)."""
+    try:
+        label = read_mask(image_path, label_path)
+    except SourceError as e:
+        raise SourceError(f"image-level labels: {e}") from None
+    return torch.from_numpy(class_presence(label, classes)), str(label_path)
+
+
+def native_image_item(read: Callable, image_path, label_path):
+    """A pair's image at its native size, uint8 (3, H, W); its label is never read."""
+    image, _ = read(image_path, None)
+    return _tensor(image).permute(2, 0, 1), str(image_path)
+
+
+def val_item(read: Callable, resize: tuple, image_path, label_path):
+    """A validation pair: the image at the evaluation size, the label as stored (scored at full size)."""
+    image, label = read(image_path, label_path)
+    if resize:
+        image, _ = _resize(image, None, resize)
+    return _tensor(image).permute(2, 0, 1), _tensor(label), str(image_path)
 
 
 def pool_classes(pairs: Sequence, read_mask: Callable, classes: int, workers: int,
@@ -248,54 +273,15 @@ def pool_classes(pairs: Sequence, read_mask: Callable, classes: int, workers: in
     """bool (N, C): image-level labels of every pair, masks decoded by workers, in pool order."""
     if not len(pairs):
         return torch.zeros(0, classes, dtype=torch.bool)
-    loader = torch.utils.data.DataLoader(MaskClasses(pairs, read_mask, classes), batch_size=batch,
-                                         num_workers=workers, collate_fn=collate)
+    items = PairItems(pairs, functools.partial(mask_classes_item, read_mask, classes))
+    loader = torch.utils.data.DataLoader(items, batch_size=batch, num_workers=workers, collate_fn=collate)
     return torch.cat([present for (present,) in loader])
-
-
-class Images(torch.utils.data.Dataset):
-    """Item j: pool image indices[j] at its native size, uint8 (3, H, W); its label is never read."""
-
-    def __init__(self, pairs: Sequence, read: Callable, indices: Sequence[int]):
-        self.pairs, self.read, self.indices = pairs, read, list(indices)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, j):
-        image_path, _ = self.pairs[self.indices[j]]
-        try:
-            image, _ = self.read(image_path, None)
-        except SourceError as e:
-            return e
-        return _tensor(image).permute(2, 0, 1), str(image_path)
 
 
 def native_images(pairs: Sequence, read: Callable, indices: Sequence[int], workers: int):
     """One pass over the images of `indices`, one (1, 3, H, W) batch each (their sizes differ)."""
-    return torch.utils.data.DataLoader(Images(pairs, read, indices), batch_size=1,
-                                       num_workers=workers, collate_fn=collate)
-
-
-class ValPairs(torch.utils.data.Dataset):
-    """Validation pairs: the image at the evaluation size, the label as stored (scored at full size)."""
-
-    def __init__(self, pairs: Sequence, read: Callable, resize: tuple):
-        self.pairs, self.read, self.resize = pairs, read, resize
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def __getitem__(self, i):
-        image_path, label_path = self.pairs[i]
-        try:
-            image, label = self.read(image_path, label_path)
-        except SourceError as e:
-            return e
-        if self.resize:
-            image, _ = _resize(image, None, self.resize)
-        return (_tensor(image).permute(2, 0, 1),
-                _tensor(label), str(image_path))
+    items = PairItems(pairs, functools.partial(native_image_item, read), indices)
+    return torch.utils.data.DataLoader(items, batch_size=1, num_workers=workers, collate_fn=collate)
 
 
 def collate(items):
@@ -386,5 +372,5 @@ class Stream:
 
 def val_loader(pairs: Sequence, read: Callable, resize: tuple, workers: int):
     """Whole validation images one at a time (their sizes differ), decoded by workers."""
-    return torch.utils.data.DataLoader(ValPairs(pairs, read, resize), batch_size=1,
-                                       num_workers=workers, collate_fn=collate)
+    items = PairItems(pairs, functools.partial(val_item, read, resize))
+    return torch.utils.data.DataLoader(items, batch_size=1, num_workers=workers, collate_fn=collate)

@@ -75,14 +75,11 @@ class ResizedCache:
         if entry is None or not entry.is_file():
             return None
         try:
-            fast = _common._fast_png(entry, 2 if channels == 3 else 0)
-            if fast is None:
-                with Image.open(entry) as im:
-                    fast = np.asarray(im)
-        except (SourceError, OSError, SyntaxError, ValueError):
+            pixels = _common.read_rgb(entry) if channels == 3 else _common.read_index_label(entry)
+        except SourceError:
             return None
         want = tuple(self.size) + ((3,) if channels == 3 else ())
-        return fast if fast.shape == want and fast.dtype == np.uint8 else None
+        return pixels if pixels.shape == want and pixels.dtype == np.uint8 else None
 
     def store(self, entry: Path | None, array: np.ndarray) -> None:
         """Write an entry; a folder that cannot take it costs speed, never the run (one warning)."""

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from unisemi.data.transforms import normalize
+from unisemi.device import cpu_state_dict
 from unisemi.stages import load_weights
 
 STAGE = "transfer-cam"
@@ -59,7 +60,7 @@ def train(cfg):
 
 def build(cfg, folder: Path) -> None:
     model, trace = train(cfg)
-    torch.save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "loss_trace": trace}, folder / WEIGHTS_FILE)
+    torch.save({"state_dict": cpu_state_dict(model), "loss_trace": trace}, folder / WEIGHTS_FILE)
 
 
 def load(cfg, path: Path, num_objects: int):

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from unisemi.data.transforms import normalize
+from unisemi.device import cpu_state_dict
 from unisemi.stages import load_weights
 
 STAGE = "transfer-lnet"
@@ -54,7 +55,7 @@ def train(cfg):
 
 def build(cfg, folder: Path) -> None:
     model, trace, n = train(cfg)
-    torch.save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "loss_trace": trace, "strong_images": n},
+    torch.save({"state_dict": cpu_state_dict(model), "loss_trace": trace, "strong_images": n},
                folder / WEIGHTS_FILE)
 
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from unisemi.data import IGNORE_INDEX
+from unisemi.device import cpu_state_dict
 
 STAGE = "transfer-pnet"
 WEIGHTS_FILE = "pnet.pt"
@@ -152,7 +153,7 @@ def pretrain(cfg, lnet_model) -> tuple[PNet, list[float]]:
 def build(cfg, folder: Path, lnet_path: Path) -> None:
     from unisemi.methods.transfer import lnet
     pnet, trace = pretrain(cfg, lnet.load(cfg, lnet_path))
-    torch.save({"state_dict": {k: v.cpu() for k, v in pnet.state_dict().items()}, "size": list(pnet.size), "loss_trace": trace},
+    torch.save({"state_dict": cpu_state_dict(pnet), "size": list(pnet.size), "loss_trace": trace},
                folder / WEIGHTS_FILE)
 
 

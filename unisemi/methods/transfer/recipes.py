@@ -17,6 +17,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+from unisemi.device import cpu_state_dict
 from unisemi.methods.transfer import cam, labels, lnet, pnet
 
 SEGMENTER = "transfer-segmenter"
@@ -111,8 +112,7 @@ def segmenter_stage(cfg, get, fit, threads: int = 0) -> Path:
                   "data": {**recipe["config"]["data"], "workers": cfg.data.workers,
                            "prefetch": cfg.data.prefetch, "cache_resized": cfg.data.cache_resized}}
         result = fit(values)
-        state = {k: v.cpu() for k, v in result["model"].state_dict().items()}
-        torch.save({"state_dict": state, "final": result["final"]},
+        torch.save({"state_dict": cpu_state_dict(result["model"]), "final": result["final"]},
                    folder / SEGMENTER_FILE)
 
     return get(SEGMENTER, recipe, build)

@@ -2,8 +2,9 @@
 
 Strong images hold strong categories only and give pixel labels. Weak images hold at least one
 weak category and give image-level labels only (the embedded world's renderer, or a real
-dataset's whole ground-truth masks) until the diffusion stage has made their label maps L_w. In split 4 every target image is weak and the
-strong images come from another domain with its VOC-like images removed.
+dataset's whole ground-truth masks) until the diffusion stage has made their label maps L_w. In
+split 4 every target image is weak and the strong images come from another domain with its
+VOC-like images removed.
 
 Also here: the small SGD loop the L-Net, CAM and P-Net pre-training stages train with (the main
 loop trains the segmenter rows; these fits are simpler and sample their own image subsets), and
