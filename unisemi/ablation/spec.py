@@ -25,8 +25,9 @@ PROFILES = ("laptop", "paper")
 SPEC_KEYS = {"title", "reference", "preset", "evaluation", "metric", "seeds", "splits", "domains",
              "profiles", "axes", "layout", "baseline", "plot", "paper", "footnotes", "per_class",
              "not_run", "ratio_to"}
-LEVEL_KEYS = {"set", "per_domain", "label", "paper_only", "marked_classes"}
-PROFILE_KEYS = {"domains", "set", "sources", "only"}
+LEVEL_KEYS = {"set", "per_domain", "label", "paper_only", "marked_classes", "profiles"}
+LEVEL_PROFILE_KEYS = {"set"}
+PROFILE_KEYS = {"domains", "set", "sources", "only", "seeds", "recipe", "departures"}
 NOT_RUN_KEYS = {"cell", "why"}
 LAYOUT_KEYS = {"rows", "columns"}
 PLOT_KEYS = {"kind", "axis", "log", "x"}
@@ -116,11 +117,24 @@ class Spec:
             return f"method '{method}' is not implemented yet"
         return None
 
-    def cell_values(self, cell: dict) -> dict:
+    def cell_values(self, cell: dict, profile: str | None = None) -> dict:
+        """The levels' values of a cell, merged over the profile's. Merge order, per level in axis
+        order: the level's `set`, then its `profiles.<profile>.set`; so a value a level means for
+        one profile only (the laptop's 100-step P-Net fine-tune) never reaches the other."""
         values: dict = {}
         for axis, level in cell.items():
-            values = _merge(values, dotted_to_nested(self.level(axis, level).get("set") or {}))
+            body = self.level(axis, level)
+            values = _merge(values, dotted_to_nested(body.get("set") or {}))
+            if profile is not None:
+                own = ((body.get("profiles") or {}).get(profile) or {}).get("set") or {}
+                values = _merge(values, dotted_to_nested(own))
         return values
+
+    def level_set(self, axis: str, level, profile: str | None = None) -> dict:
+        """A level's dotted values at a profile: its `set` under its `profiles.<profile>.set`."""
+        body = self.level(axis, level)
+        own = ((body.get("profiles") or {}).get(profile) or {}).get("set") or {} if profile else {}
+        return {**(body.get("set") or {}), **own}
 
     def paper_value(self, cell: dict, domain_key: str):
         """The paper's number for a cell and domain, or None where the paper has none."""
@@ -133,6 +147,21 @@ class Spec:
         if isinstance(node, dict):
             node = node.get(domain_key)
         return node if isinstance(node, (int, float)) else None
+
+
+def _check_level_profiles(path, where: str, profiles) -> None:
+    """A level's `profiles: {laptop: {set: {...}}, paper: {set: {...}}}`: values for one profile."""
+    if profiles is None:
+        return
+    if not isinstance(profiles, dict):
+        raise key_error(path, where, f"expected a mapping of profile -> {{set: {{...}}}}, got {profiles!r}")
+    check_keys(path, f"{where}.", profiles, set(PROFILES))
+    for prof, body in profiles.items():
+        if not isinstance(body, dict):
+            raise key_error(path, f"{where}.{prof}", f"expected {{set: {{config key: value}}}}, got {body!r}")
+        check_keys(path, f"{where}.{prof}.", body, LEVEL_PROFILE_KEYS)
+        if not isinstance(body.get("set") or {}, dict):
+            raise key_error(path, f"{where}.{prof}.set", f"expected a mapping of config key -> value, got {body['set']!r}")
 
 
 def _checked_paper(path, paper, axes: dict, layout: dict, domains: list) -> dict:
@@ -319,11 +348,8 @@ def validate_spec(path: Path, raw: dict) -> None:
             check_keys(path, f"axes.{axis}.{level}.", body, LEVEL_KEYS)
             if not isinstance(body.get("set") or {}, dict):
                 raise key_error(path, f"axes.{axis}.{level}.set", f"expected a mapping of config key -> value, got {body['set']!r}")
-    seeds = raw.get("seeds", 2)
-    if isinstance(seeds, bool) or not isinstance(seeds, (int, list)):
-        raise key_error(path, "seeds", f"expected a count or a list of ints, got {seeds!r}")
-    if isinstance(seeds, int) and seeds < 1:
-        raise key_error(path, "seeds", f"{seeds!r} is not valid, expected >= 1")
+            _check_level_profiles(path, f"axes.{axis}.{level}.profiles", body.get("profiles"))
+    _check_seeds(path, "seeds", raw.get("seeds", 2))
     splits = raw.get("splits", "same")
     if splits != "same" and not (isinstance(splits, list) and splits and all(isinstance(s, int) for s in splits)):
         raise key_error(path, "splits", f"expected 'same' or a non-empty list of ints, got {splits!r}")
@@ -342,6 +368,8 @@ def validate_spec(path: Path, raw: dict) -> None:
             raise key_error(path, f"profiles.{prof}.domains", f"no dataset for table domain(s) {missing}")
         if "only" in (body or {}):
             body["only"] = _checked_only(path, f"profiles.{prof}.only", body["only"], axes)
+        if "seeds" in (body or {}):
+            _check_seeds(path, f"profiles.{prof}.seeds", body["seeds"])
     if "not_run" in raw:
         _check_not_run(path, raw["not_run"], axes)
     layout = raw.get("layout") or {}
@@ -364,12 +392,21 @@ def validate_spec(path: Path, raw: dict) -> None:
         raise key_error(path, "plot.kind", f"{plot.get('kind')!r} is not valid, expected line or bars")
 
 
-def seed_list(spec: Spec, seeds: int | None) -> list[int]:
+def _check_seeds(path, key: str, seeds) -> None:
+    if isinstance(seeds, bool) or not isinstance(seeds, (int, list)):
+        raise key_error(path, key, f"expected a count or a list of ints, got {seeds!r}")
+    if isinstance(seeds, int) and seeds < 1:
+        raise key_error(path, key, f"{seeds!r} is not valid, expected >= 1")
+
+
+def seed_list(spec: Spec, seeds: int | None, profile: str | None = None) -> list[int]:
+    """--seeds, else the profile's `seeds` (the paper's run count), else the spec's."""
     if seeds is not None:
         if seeds < 1:
             raise SpecError(f"--seeds {seeds}: expected >= 1")
         return list(range(seeds))
-    raw = spec.raw.get("seeds", 2)
+    own = ((spec.raw.get("profiles") or {}).get(profile) or {}).get("seeds") if profile else None
+    raw = own if own is not None else spec.raw.get("seeds", 2)
     return list(range(raw)) if isinstance(raw, int) else [int(s) for s in raw]
 
 
@@ -389,6 +426,9 @@ SEED_KEYS = (("train", "seed"), ("data", "split_seed"))
 # turning them does not make a stored trial a new one. The older ones of that kind (data.workers,
 # data.prefetch) stay in the identity, because taking them out would rename every stored trial.
 SPEED_KEYS = (("data", "cache_resized"),)
+# Settings of that kind that were in the identity before: held at their default there instead of
+# dropped, so stored keys stay. train.checkpoint_every only adds checkpoints between evaluations.
+FIXED_KEYS = {("train", "checkpoint_every"): 0}
 
 
 def seeds_aside(config: dict) -> dict:
@@ -397,6 +437,9 @@ def seeds_aside(config: dict) -> dict:
     c = json.loads(json.dumps(config))
     for section, name in SEED_KEYS + SPEED_KEYS:
         c.get(section, {}).pop(name, None)
+    for (section, name), value in FIXED_KEYS.items():
+        if name in c.get(section, {}):
+            c[section][name] = value
     return c
 
 
@@ -415,12 +458,12 @@ def trial_key(spec: Spec, cid: str, seed: int, split_seed: int, keys, profile: s
     return hashlib.sha1(ident.encode()).hexdigest()[:16]
 
 
-def check_method_keys(spec: Spec, cell: dict, cid: str, method: str) -> None:
+def check_method_keys(spec: Spec, cell: dict, cid: str, method: str, profile: str | None = None) -> None:
     """A level that sets a key of another method's section would change nothing in this cell,
     which would then silently equal another cell: an error naming the key, the method and the cell."""
     from unisemi.config import foreign_method_keys
     for axis, level in cell.items():
-        keys = foreign_method_keys(dotted_to_nested(spec.level(axis, level).get("set") or {}), method)
+        keys = foreign_method_keys(dotted_to_nested(spec.level_set(axis, level, profile)), method)
         if keys:
             raise SpecError(f"{spec.path}: cell {cid} runs method '{method}', but its level "
                             f"{axis}={level} sets '{keys[0]}', a key of another method that this cell ignores")
@@ -481,13 +524,14 @@ def expand(spec: Spec, profile: str = "laptop", seeds: int | None = None,
         if reason:
             pending[cid] = reason
             continue
-        check_method_keys(spec, cell, cid, _merge(base, spec.cell_values(cell)).get("method", "supervised"))
+        check_method_keys(spec, cell, cid, _merge(base, spec.cell_values(cell, profile)).get("method", "supervised"),
+                          profile)
         per_domain = any((spec.level(a, l) or {}).get("per_domain") for a, l in cell.items())
         groups = [[d] for d in spec.domains] if per_domain else [spec.domains]
-        for seed in seed_list(spec, seeds):
+        for seed in seed_list(spec, seeds, profile):
             for split_seed in ([seed] if splits == "same" else splits):
                 for keys in groups:
-                    values = _merge(base, _substitute_other(spec.cell_values(cell), keys, spec.domains,
+                    values = _merge(base, _substitute_other(spec.cell_values(cell, profile), keys, spec.domains,
                                                             dmap_table, spec.path, cid))
                     values = _merge(values, {
                         "data": {"domains": [dmap_table[k] for k in keys], "split_seed": split_seed},
