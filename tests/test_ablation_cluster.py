@@ -165,3 +165,36 @@ def test_a_trial_can_run_a_two_worker_torch_trainer(tmp_path, ray_local):
     assert out["missing"] == [] and sorted(df["iteration"]) == [3, 6]
     final = df[df["is_final"]].iloc[0]
     assert final["status"] == "ok" and final["workers"] == 2 and final["device"].startswith("2x cpu")
+
+
+@pytest.mark.slow
+def test_a_retry_is_counted_and_resume_continues_from_the_stored_checkpoint(tmp_path, ray_local):
+    """A trial that dies after its iteration-3 checkpoint with no retries left keeps a pointer to
+    that checkpoint in the store; `--resume` (a new Tune experiment, as after a killed driver)
+    continues it from iteration 3, not 0, and its numbers equal an unbroken run's. With a retry
+    allowed, the row counts one retry and where the checkpoints lived."""
+    from unisemi.ablation.runner import run_table
+    from unisemi.ablation.spec import load_spec
+    spec = load_spec(str(tiny_spec(tmp_path / "specs", cells=("a",), seeds=1, baseline=False)))
+    quiet = dict(log=lambda *a: None)
+    clean = run_table(spec, results_dir=tmp_path / "clean", **quiet)["store"].read().sort_values("iteration")
+
+    fault = {"after_iteration": 3, "marker": str(tmp_path / "fired")}
+    out = run_table(spec, results_dir=tmp_path / "broken", max_failures=0, inject_fault=fault, **quiet)
+    store = out["store"]
+    (key,) = [t.key for t in out["trials"]]
+    assert out["failed"] == 1 and store.pointer(key).startswith(str((tmp_path / "broken" / "ray").resolve()))
+    out = run_table(spec, results_dir=tmp_path / "broken", resume=True, **quiet)
+    df = store.read().sort_values("iteration")
+    assert out["failed"] == 0 and list(df["iteration"]) == [3, 6]
+    assert df[df["is_final"]]["resumed_from"].item() == 3
+    assert list(df["miou"]) == pytest.approx(list(clean["miou"]), abs=1e-9)
+    assert store.pointer(key) is None                                  # finished: dropped
+
+    (tmp_path / "fired").unlink()
+    storage = tmp_path / "shared"
+    out = run_table(spec, results_dir=tmp_path / "retried", inject_fault=fault, storage=str(storage), **quiet)
+    final = out["store"].final_rows().iloc[0]
+    assert final["resumed_from"] == 3 and final["retries"] == 1 and final["lost_iterations"] == 0
+    assert final["checkpoints"].startswith(str(storage) + "/contrastive-table1-")
+    assert final["miou"] == pytest.approx(clean["miou"].iloc[-1], abs=1e-9)

@@ -67,3 +67,34 @@ def test_a_resumed_run_equals_the_uninterrupted_one_in_every_tensor(case, tmp_pa
     if case.startswith("contrastive"):      # the case exercises what it claims: a filled bank
         assert int(state["fill"].sum()) > 0 and float(state["class_counts"].sum()) > 0
         assert "contr" in straight["final"]["loss"]
+
+
+def test_checkpoints_between_evaluations_resume_exactly(tmp_path, monkeypatch):
+    """train.checkpoint_every=2 with evaluations every 3: `keep` is called at 2 and 4 (not at the
+    evaluations 3 and 6), and a run resumed from the iteration-4 checkpoint, mid-interval, ends with
+    the uninterrupted run's parameters and its interval-mean losses."""
+    monkeypatch.setenv("UNISEMI_CACHE", str(tmp_path / "cache"))
+    cfg = load_config("supervised_city", TINY + ["train.checkpoint_every=2"])
+    kept = []
+
+    def keep(iteration, save_checkpoint):
+        kept.append(iteration)
+        save_checkpoint(tmp_path / f"at{iteration}")
+
+    straight = fit(cfg, keep=keep)
+    assert kept == [2, 4]
+    resumed = fit(cfg, resume=tmp_path / "at4")
+    assert [r["iteration"] for r in resumed["history"]] == [3, 6]      # the history came with it
+    assert resumed["final"]["resumed_from"] == 4
+    assert_same_tensors(straight["model"].state_dict(), resumed["model"].state_dict(), "model")
+    assert json.dumps(straight["final"]["domains"]) == json.dumps(resumed["final"]["domains"])
+    assert straight["final"]["loss"] == resumed["final"]["loss"]
+
+
+def test_checkpoint_every_is_outside_the_trial_identity():
+    """It only adds checkpoints, so a stored trial stays the same trial (and keeps its key)."""
+    from unisemi.ablation.spec import config_identity
+    from unisemi.config import to_dict
+    base = config_identity(to_dict(load_config("supervised_city", TINY)))
+    assert config_identity(to_dict(load_config("supervised_city", TINY + ["train.checkpoint_every=2"]))) == base
+    assert config_identity(to_dict(load_config("supervised_city", TINY + ["train.eval_every=2"]))) != base

@@ -1,4 +1,4 @@
-"""`python -m unisemi {train,eval,tune,pretrain,viz}`: the single-process entry points."""
+"""`python -m unisemi {train,eval,tune,pretrain,viz,weights,...}`: the single-process entry points."""
 from __future__ import annotations
 
 import argparse
@@ -143,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--gpus-per-trial", type=float, default=0.0,
                       help="GPUs per trial (or per worker); fractions share a GPU")
     tune.add_argument("--address", default=None, help="join a running Ray cluster ('auto')")
+    tune.add_argument("--storage", default=None, metavar="URI",
+                      help="Ray's experiment state and checkpoints: s3://..., gs://... or a folder mounted on "
+                           "every node (default: $UNISEMI_STORAGE, else RESULTS/ray)")
     tune.add_argument("--dry-run", action="store_true", help="print the first sampled configurations and exit")
     from unisemi.ablation.trackers import add_tracker_option
     add_tracker_option(tune)
@@ -171,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_viz(sub)
     from unisemi.data.check import add_parser as add_data
     add_data(sub)
+    from unisemi.models.check import add_parser as add_weights
+    add_weights(sub)
     return parser
 
 

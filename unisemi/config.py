@@ -56,14 +56,20 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    encoder: str = "tiny"              # tiny | resnet18 | resnet34 | resnet50 | resnet101
+    # tiny | resnet18 | resnet34 | resnet50 | resnet101 (torchvision layout: stride on the 3x3) |
+    # deeplabv2_resnet101 (DeepLabv2/Caffe: stride on the first 1x1) | vgg16_largefov | drn_d_22
+    encoder: str = "tiny"
     output_stride: int = 8             # 8 | 16
     width: int = 32                    # base width of the tiny encoder
     head: str = "fcn"                  # fcn (1x1 + bilinear, DRN) | aspp (DeepLabv2) | deeplabv3plus
     aspp_rates: tuple[int, ...] = (6, 12, 18, 24)
     aspp_active_branches: int = 4      # the release of Alonso et al. (2021) sums only 2 of the 4
     decoder_channels: int = 256        # DeepLabv3+ ASPP/decoder width
-    pretrained: str = "none"           # none | synthetic (python -m unisemi pretrain) | a local path; never downloaded
+    # none | synthetic (python -m unisemi pretrain) | a published name (imagenet-resnet101,
+    # coco-deeplabv2-resnet101, ...: docs/pretrained.md; the file under $UNISEMI_WEIGHTS) | a
+    # local path. Never downloaded. Loads completely (every encoder tensor) or stops.
+    pretrained: str = "none"
+    pretrained_partial: bool = False   # laptop only: start from a partial file, logging the counts
 
 
 @dataclass(frozen=True)
@@ -83,7 +89,7 @@ class TrainConfig:
     device: str = "cpu"                # cpu | cuda | auto
     amp: str = "off"                   # off | bf16 | fp16 (CUDA only; ignored on CPU)
     threads: int = 0                   # torch intra-op threads; 0 = leave torch's default
-    checkpoint_every: int = 0          # 0 = only at evaluations
+    checkpoint_every: int = 0          # iterations between checkpoints besides evaluations (a lost node costs at most this many); 0 = only at evaluations
     out_dir: str = ""                  # where checkpoints go; empty = no checkpoints
     progress: bool = True              # progress bar with ETA
 

@@ -188,11 +188,13 @@ def autocast(cfg: Config, device: torch.device):
 
 
 def fit(cfg: Config, report=None, resume: str | Path | None = None, out_dir: str | Path | None = None,
-        stop_after: int | None = None) -> dict:
+        stop_after: int | None = None, keep=None) -> dict:
     """Train and evaluate; returns {'final', 'best', 'history', 'timing', 'splits', 'config_hash'}.
 
     `report(record, save_checkpoint)` is called after every evaluation (Ray Train passes one);
     `save_checkpoint(dir)` writes a full checkpoint there. `resume` is a checkpoint file or dir.
+    `keep(iteration, save_checkpoint)` is called every `train.checkpoint_every` iterations between
+    evaluations (on every rank, as a report is), so a lost node costs at most that many iterations.
     `stop_after` ends the run early at that iteration, as an interruption would (tests, budgets).
     """
     t_start = time.perf_counter()
@@ -235,6 +237,7 @@ def fit(cfg: Config, report=None, resume: str | Path | None = None, out_dir: str
     timing = {"setup": time.perf_counter() - t0, "data": 0.0, "train": 0.0, "eval": 0.0}
     history, best, start = [], None, 0
     loss_sums, loss_steps = {}, 0  # interval means of each term, read at evaluations only
+    resumed_nonfinite = False
 
     def save_checkpoint(where, step):
         return checkpoint.save(where, {
@@ -243,7 +246,7 @@ def fit(cfg: Config, report=None, resume: str | Path | None = None, out_dir: str
             "scalers": {n: sc.state_dict() for n, sc in scalers.items()},
             "batches": batches.state_dict(), "rng": checkpoint.rng_state(),
             "history": history, "best": best, "timing": timing, "config": to_dict(cfg),
-            "loss_sums": loss_sums, "loss_steps": loss_steps})
+            "loss_sums": loss_sums, "loss_steps": loss_steps, "nonfinite": bool(nonfinite)})
 
     if resume is not None:
         ck = checkpoint.load(resume)
@@ -256,9 +259,11 @@ def fit(cfg: Config, report=None, resume: str | Path | None = None, out_dir: str
         checkpoint.set_rng_state(ck["rng"])
         history, best, start, timing = ck["history"], ck["best"], ck["step"], ck["timing"]
         loss_sums, loss_steps = ck["loss_sums"], ck["loss_steps"]
+        resumed_nonfinite = bool(ck.get("nonfinite", False))
 
     total = cfg.train.iterations
-    nonfinite = torch.zeros((), dtype=torch.bool, device=device)
+    # a checkpoint between evaluations carries a non-finite loss not yet raised
+    nonfinite = torch.tensor(resumed_nonfinite, dtype=torch.bool, device=device)
     progress = _progress(cfg, start, total, rank)
     model.train()
     for step in range(start, total):
@@ -314,10 +319,12 @@ def fit(cfg: Config, report=None, resume: str | Path | None = None, out_dir: str
                 save_checkpoint(target, done)
             if report is not None:
                 report(record, lambda where, s=done: save_checkpoint(where, s))
-        elif cfg.train.checkpoint_every and done % cfg.train.checkpoint_every == 0 and rank == 0:
+        elif cfg.train.checkpoint_every and done % cfg.train.checkpoint_every == 0:
             target = out_dir or cfg.train.out_dir
-            if target:
+            if target and rank == 0:
                 save_checkpoint(target, done)
+            if keep is not None:
+                keep(done, lambda where, s=done: save_checkpoint(where, s))
         if stop_after is not None and done >= stop_after:
             break
     progress.close()

@@ -11,6 +11,7 @@ from unisemi.ablation.lock import LockHeld
 from unisemi.ablation.runner import RunnerError
 from unisemi.ablation.site import ReportError
 from unisemi.ablation.spec import NOT_RUN, SpecError, all_specs, expand, load_spec, parse_only
+from unisemi.ablation.storage import StorageError
 from unisemi.ablation.store import StoreError
 from unisemi.ablation.trackers import TrackerError, add_tracker_option
 from unisemi.config import ConfigError, parse_override, _merge
@@ -29,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="laptop", choices=("laptop", "paper"))
     p.add_argument("--seeds", type=int, default=None, help="seeds per cell (default: the spec's)")
     p.add_argument("--dry-run", action="store_true", help="print trials, resources and cost, then exit")
+    p.add_argument("--recipe", action="store_true",
+                   help="with --profile paper: print every cell's resolved recipe beside the paper's card "
+                        "(same / departure / DIFFERS), then exit (1 if anything DIFFERS)")
     p.add_argument("--resume", action="store_true", help="run only the trials not yet stored")
     p.add_argument("--report-only", action="store_true",
                    help="rewrite the outputs and the table's HTML page from stored results")
@@ -40,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-concurrent", type=int, default=None, help="trials at once (default: as fit)")
     p.add_argument("--max-failures", type=int, default=2, help="retries of a failed trial")
     p.add_argument("--results", default="results", help="results directory (default: ./results)")
+    p.add_argument("--storage", default=None, metavar="URI",
+                   help="Ray's experiment state and trial checkpoints: s3://..., gs://... or a folder mounted "
+                        "on every node (default: $UNISEMI_STORAGE, else RESULTS/ray)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key in every trial, e.g. train.iterations=50")
     p.add_argument("--only", action="append", default=[], metavar="AXIS=LEVEL",
@@ -80,7 +87,7 @@ def main(argv=None) -> int:
     try:
         return _main(args)
     except (SpecError, ConfigError, CostError, RunnerError, StoreError, LockHeld, ConfigChanged,
-            TrackerError, ReportError) as exc:
+            TrackerError, ReportError, StorageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
@@ -109,6 +116,11 @@ def _main(args) -> int:
     for text in args.set:
         overrides = _merge(overrides, parse_override(text))
     only = parse_only(args.only)
+    if args.recipe or (args.profile == "paper" and not args.report_only):
+        from unisemi.ablation.recipe import recipe_gate
+        status = recipe_gate(spec, args, overrides, only)
+        if status is not None:
+            return status
     if args.dry_run:       # only reads: the results folder need not be writable
         check_results_dir(args.results, writable=False)
         store = TableStore(args.results, spec.suite, spec.name, log=_stderr)
@@ -126,7 +138,7 @@ def _main(args) -> int:
                         resume=args.resume, address=args.address, workers_per_trial=args.workers_per_trial,
                         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                         max_concurrent=args.max_concurrent, max_failures=args.max_failures,
-                        overrides=overrides, only=only, trackers=args.tracker)
+                        overrides=overrides, only=only, trackers=args.tracker, storage=args.storage)
         if res["missing"]:
             print(f"warning: {len(res['missing'])} trial(s) have no final row; rerun with --resume",
                   file=sys.stderr)

@@ -18,13 +18,14 @@ import os
 from pathlib import Path
 
 from unisemi.ablation import ray_session
+from unisemi.ablation import storage as storage_mod
 from unisemi.ablation.ledger import check_same_config
 from unisemi.ablation.lock import TableLock
 from unisemi.ablation.rows import describe_set_aside, in_expansion, set_aside
 from unisemi.ablation.spec import Spec, config_identity, expand
-from unisemi.ablation.store import TableStore, check_results_dir, ray_storage
+from unisemi.ablation.store import TableStore, check_results_dir
 from unisemi.ablation.trackers import build_trackers, check_trackers, tracker_tags
-from unisemi.ablation.trial import failure_row, git_revision, rows_for, run_trial
+from unisemi.ablation.trial import failure_row, git_revision, rows_for, run_trial, train_run_name
 
 
 class RunnerError(RuntimeError):
@@ -44,11 +45,35 @@ def store_callback(store: TableStore, meta: dict, payload_of, total: int, log):
     class StoreCallback(tune.Callback):
         def __init__(self):
             self.devices, self.finished, self.launched = {}, 0, {}
+            # per trial key: last reported and last checkpointed iteration, retries, iterations lost
+            self.reached, self.kept, self.retries, self.lost, self.where = {}, {}, {}, {}, {}
 
         def on_trial_start(self, iteration, trials, trial, **info):
-            self.launched[payload_of(trial)["key"]] = time.time()
+            key = payload_of(trial)["key"]
+            self.launched[key] = time.time()
+            self.where[key] = checkpoints_of(trial, meta, key)
 
-        on_trial_restart = on_trial_recover = on_trial_start   # a retry launches again
+        on_trial_restart = on_trial_start
+
+        def on_trial_recover(self, iteration, trials, trial, **info):
+            """A retry (a lost node or an error): it resumes from the last checkpoint, so the
+            iterations reported since then are computed again."""
+            key = payload_of(trial)["key"]
+            self.retries[key] = self.retries.get(key, 0) + 1
+            self.lost[key] = self.lost.get(key, 0) + max(self.reached.get(key, 0) - self.kept.get(key, 0), 0)
+            self.reached[key] = self.kept.get(key, 0)
+            self.on_trial_start(iteration, trials, trial)
+
+        def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
+            key = payload_of(trial)["key"]
+            self.kept[key] = self.reached.get(key, 0)
+            if meta.get("storage"):
+                store.save_pointer(key, storage_mod.uri_of(meta["storage"], trial.storage.storage_fs_path,
+                                                           checkpoint.path))
+
+        def _attempts(self, key) -> dict:
+            return {"checkpoints": self.where.get(key), "retries": self.retries.get(key, 0),
+                    "lost_iterations": self.lost.get(key, 0)}
 
         def _progress(self, t, what):
             self.finished += 1
@@ -61,15 +86,18 @@ def store_callback(store: TableStore, meta: dict, payload_of, total: int, log):
             t = payload_of(trial)
             device, node = result.get("device"), result.get("node")
             self.devices[t["key"]] = device
+            self.reached[t["key"]] = max(int(result.get("iteration", 0)), 0)
             if result.get("failed"):
-                store.merge(t["key"], [failure_row(t, meta, result["failed"], result.get("error", ""), device, node)])
+                store.merge(t["key"], [{**failure_row(t, meta, result["failed"], result.get("error", ""), device, node),
+                                        **self._attempts(t["key"])}])
             elif "record" in result:
-                store.merge(t["key"], rows_for(result["record"], t, meta, device, node,
-                                               self.launched.get(t["key"])))
+                store.merge(t["key"], [{**row, **self._attempts(t["key"])} for row in rows_for(
+                    result["record"], t, meta, device, node, self.launched.get(t["key"]))])
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             t = payload_of(trial)
             store.finalize(t["key"])
+            store.drop_pointer(t["key"])          # finished: its checkpoint is not needed to resume
             fin = store.read_trial(t["key"])
             fin = fin[fin["is_final"]]
             if not len(fin):
@@ -84,10 +112,21 @@ def store_callback(store: TableStore, meta: dict, payload_of, total: int, log):
         def on_trial_error(self, iteration, trials, trial, **info):
             t = payload_of(trial)
             error = _error_text(trial)
-            store.merge(t["key"], [failure_row(t, meta, "error", error, self.devices.get(t["key"]))])
+            store.merge(t["key"], [{**failure_row(t, meta, "error", error, self.devices.get(t["key"])),
+                                    **self._attempts(t["key"])}])
             self._progress(t, f"error: {error}")
 
     return StoreCallback()
+
+
+def checkpoints_of(trial, meta: dict, key: str) -> str | None:
+    """Where a trial's checkpoints live: its Tune trial folder in the storage, or for a
+    TorchTrainer trial its Train run (a deterministic name, so a rerun resumes it)."""
+    if not meta.get("storage"):
+        return None
+    if meta["workers"] >= 1:
+        return storage_mod.join(meta["storage_path"], train_run_name(meta, key))
+    return storage_mod.uri_of(meta["storage"], trial.storage.storage_fs_path, trial.storage.trial_fs_path)
 
 
 def _error_text(trial) -> str:
@@ -105,10 +144,12 @@ def run_table(spec: Spec, *, profile: str = "laptop", seeds: int | None = None,
               workers_per_trial: int = 0, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
               max_concurrent: int | None = None, max_failures: int = 2, overrides: dict | None = None,
               num_cpus: int | None = None, inject_fault: dict | None = None, only: dict | None = None,
-              trackers=(), log=print) -> dict:
+              trackers=(), storage: str | None = None, log=print) -> dict:
     """Run the missing trials of `spec`; returns {'ran', 'skipped', 'pending', 'failed', 'store'}.
 
     `trackers`: names from trackers.TRACKERS; each trial is also logged there.
+    `storage`: Ray's storage for experiment state and checkpoints (storage.resolve: --storage,
+    $UNISEMI_STORAGE, else <results>/ray); on a multi-node cluster every node must reach it.
 
     Everything that can refuse the run (a results path that is a file or read-only, another live
     runner on the table, stored trials of another config, a tracker that is not installed) does so
@@ -120,6 +161,7 @@ def run_table(spec: Spec, *, profile: str = "laptop", seeds: int | None = None,
     trials, pending = expand(spec, profile, seeds, overrides, only)
     trackers = check_trackers(trackers)
     check_results_dir(results_dir)
+    storage = storage_mod.resolve(storage, results_dir)
     store = TableStore(results_dir, spec.suite, spec.name, log=log)
     if resume and not store.exists():
         raise RunnerError(f"--resume: nothing stored for {spec.suite}/{spec.name} under {store.dir}")
@@ -129,7 +171,7 @@ def run_table(spec: Spec, *, profile: str = "laptop", seeds: int | None = None,
             prepare_pretrained(todo, log)
             _launch(spec, todo, store, profile, results_dir, address, workers_per_trial, cpus_per_trial,
                     gpus_per_trial, max_concurrent, max_failures, num_cpus, inject_fault, log, ray, tune,
-                    trackers)
+                    trackers, storage, resume)
         missing = check_complete(store, trials)
         failed = in_expansion(store.final_rows(), trials)
     failed = failed[failed["status"] != "ok"] if len(failed) else failed
@@ -186,23 +228,26 @@ def prepare_pretrained(trials, log=print) -> list:
 
 def _launch(spec, todo, store, profile, results_dir, address, workers_per_trial, cpus_per_trial,
             gpus_per_trial, max_concurrent, max_failures, num_cpus, inject_fault, log, ray, tune,
-            trackers=()):
+            trackers=(), storage=None, resume=False):
     try:
         request = ray_session.trial_resources(workers_per_trial, cpus_per_trial, gpus_per_trial)
     except ValueError as exc:
         raise RunnerError(str(exc)) from None
-    storage = ray_storage(results_dir)
+    storage = storage or storage_mod.resolve(None, results_dir)
     meta = {"run_id": ray_session.new_run_id(), "suite": spec.suite, "table": spec.name, "profile": profile,
             "git_rev": git_revision(), "workers": workers_per_trial, "cpus_per_worker": cpus_per_trial,
-            "gpus_per_worker": gpus_per_trial, "storage_path": str(storage / "train"),
+            "gpus_per_worker": gpus_per_trial, "storage": storage,
+            "storage_path": storage_mod.join(storage, "train"),
             "inject_fault": inject_fault,
             "env": {k: os.environ[k] for k in ("UNISEMI_DATA",) if os.environ.get(k)}}
     with ray_session.ray_session(address, num_cpus):
         growth = ray_session.detect_growth()
         ray_session.check_placement(request, growth, RunnerError, log)
+        log(f"storage {storage}: {storage_mod.check_storage(storage)}")
         payload = {t.key: t.payload() for t in todo}
         for p in payload.values():
             ray_session.for_resources(p["config"], request)
+            p["resume_checkpoint"] = store.pointer(p["key"]) if resume else None
         concurrency = max_concurrent or ray_session.default_concurrency(request, len(todo), growth)
         def payload_of(trial):
             return payload[trial.config["trial"]]

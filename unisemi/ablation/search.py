@@ -37,7 +37,8 @@ import yaml
 
 from unisemi.ablation import ray_session
 from unisemi.ablation.spec import check_keys, dotted_to_nested, key_error
-from unisemi.ablation.store import StoreError, TableStore, check_results_dir, ray_storage
+from unisemi.ablation import storage as storage_mod
+from unisemi.ablation.store import StoreError, TableStore, check_results_dir
 from unisemi.ablation.trackers import build_trackers, check_trackers, tracker_tags
 from unisemi.ablation.trial import git_revision, run_trial
 from unisemi.config import (ConfigError, _merge, all_keys, build_config, config_hash, load_values, to_dict,
@@ -345,7 +346,8 @@ def _search_callback(store: TableStore, base: dict, keys: list, meta: dict, thre
 def run_search(space: SearchSpace, *, samples: int | None = None, results_dir: str | Path = "results",
                max_concurrent: int | None = None, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
                workers_per_trial: int = 0, address: str | None = None, max_failures: int = 2,
-               num_cpus: int | None = None, reuse_actors: bool = True, trackers=(), log=print) -> dict:
+               num_cpus: int | None = None, reuse_actors: bool = True, trackers=(), storage: str | None = None,
+               log=print) -> dict:
     """Run a search; returns {'store', 'leaderboard', 'best', 'run_id'}. Resources per trial as in
     the table runner: in-process on `cpus_per_trial` / `gpus_per_trial`, or a TorchTrainer of
     `workers_per_trial` workers of that much each. `trackers`: as in run_table."""
@@ -368,20 +370,28 @@ def run_search(space: SearchSpace, *, samples: int | None = None, results_dir: s
     if store.exists():
         raise SearchError(f"{store.dir} already holds a search of {space.name}; pass another --results "
                           f"directory or remove that one (a search's sampler state cannot be resumed)")
-    storage = ray_storage(results_dir)
+    try:
+        storage = storage_mod.resolve(storage, results_dir)      # --storage, $UNISEMI_STORAGE, <results>/ray
+    except storage_mod.StorageError as exc:
+        raise SearchError(str(exc)) from None
     # The same adjustment as a table's trials (threads per CPU, CUDA when GPUs are reserved), made on
     # the base so that the driver and the trial build the same payload from it.
     base = _base_for(space.base, request)
     threads = base["train"].get("threads") or 0        # TorchTrainer workers keep torch's default
     meta = {"run_id": ray_session.new_run_id(), "suite": SUITE, "table": space.name, "profile": SUITE,
             "git_rev": git_revision(), "workers": workers_per_trial, "cpus_per_worker": cpus_per_trial,
-            "gpus_per_worker": gpus_per_trial, "storage_path": str(storage / "train"), "inject_fault": None}
+            "gpus_per_worker": gpus_per_trial, "storage": storage, "storage_path": storage_mod.join(storage, "train"),
+            "inject_fault": None}
     keys = list(space.space)
     max_t = space.evaluations()
     # A non-finite trial's last report has no metric (see make_searcher); Tune would reject it.
     with ray_session.ray_session(address, num_cpus, env={"TUNE_DISABLE_STRICT_METRIC_CHECKING": "1"}):
         growth = ray_session.detect_growth()
         ray_session.check_placement(request, growth, SearchError, log)
+        try:
+            log(f"storage {storage}: {storage_mod.check_storage(storage)}")
+        except storage_mod.StorageError as exc:
+            raise SearchError(str(exc)) from None
         concurrency = max_concurrent or ray_session.default_concurrency(request, samples, growth)
         name = f"{SUITE}-{space.name}-{meta['run_id']}"
         store_cb = _search_callback(store, base, keys, meta, threads, samples, log)
@@ -505,7 +515,8 @@ def main(args) -> int:
     res = run_search(space, samples=args.samples, results_dir=args.results,
                      max_concurrent=args.max_concurrent, address=args.address,
                      workers_per_trial=args.workers_per_trial, cpus_per_trial=args.cpus_per_trial,
-                     gpus_per_trial=args.gpus_per_trial, trackers=args.tracker)
+                     gpus_per_trial=args.gpus_per_trial, trackers=args.tracker,
+                     storage=getattr(args, "storage", None))
     board = res["leaderboard"]
     paths = write_leaderboard(space, board, Path(args.results) / "tables" / SUITE / space.name)
     print(leaderboard_markdown(space, board, top=10))

@@ -4,7 +4,8 @@ Layout of a results folder (README "Results schema"):
 
     results/rows/suite=S/table=T/trial-<key>.parquet   the rows: Parquet files and nothing else
     results/tables/S/T/                                 table.md/.tex/.csv and plots (report.py)
-    results/ray/                                        Ray Tune's own state and logs
+    results/ray/                                        Ray Tune's own state and logs (default --storage)
+    results/checkpoints/suite=S/table=T/<key>.txt       where a running trial's last checkpoint is (--resume)
     results/locks/suite=S/table=T/.runner.lock          one runner per table (lock.py)
     results/tmp/                                        temporary files of atomic writes
     results/_damaged/suite=S/table=T/                   unreadable trial files, set aside
@@ -60,6 +61,7 @@ COLUMNS = {
     "device": pa.string(), "node": pa.string(), "workers": pa.int64(), "git_rev": pa.string(),
     "config_hash": pa.string(), "config_json": pa.string(), "time_utc": pa.string(),
     "weights_hash": pa.string(), "stages_json": pa.string(),
+    "checkpoints": pa.string(), "retries": pa.int64(), "lost_iterations": pa.int64(),
     "suite": pa.string(), "table": pa.string(),
 }
 PARTITIONS = ("suite", "table")             # in the folder names only, never inside a file
@@ -70,6 +72,7 @@ FAILED = ("nan", "error")   # statuses of a failed trial's marker row (iteration
 ROWS_DIR = "rows"
 RAY_DIR = "ray"
 LOCKS_DIR = "locks"
+CHECKPOINTS_DIR = "checkpoints"
 TMP_DIR = "tmp"
 DAMAGED_DIR = "_damaged"
 OLD_LAYOUT = "suite=*/table=*/trial-*.parquet"      # rows of the earlier layout, under the root
@@ -132,6 +135,23 @@ class TableStore:
 
     def trial_file(self, trial_key: str) -> Path:
         return self.dir / f"trial-{trial_key}.parquet"
+
+    def pointer_file(self, trial_key: str) -> Path:
+        return self.root / CHECKPOINTS_DIR / f"suite={self.suite}" / f"table={self.table}" / f"{trial_key}.txt"
+
+    def save_pointer(self, trial_key: str, uri: str) -> None:
+        """Remember where a trial's latest checkpoint is (in the run's storage), so that `--resume`
+        after a killed driver continues the trial from there instead of iteration 0."""
+        atomic_write(self.pointer_file(trial_key), lambda tmp: Path(tmp).write_text(uri), tmp_dir=self.root / TMP_DIR)
+
+    def pointer(self, trial_key: str) -> str | None:
+        try:
+            return self.pointer_file(trial_key).read_text().strip() or None
+        except OSError:
+            return None
+
+    def drop_pointer(self, trial_key: str) -> None:
+        self.pointer_file(trial_key).unlink(missing_ok=True)
 
     def exists(self) -> bool:
         return self.dir.exists() and any(self.dir.glob("trial-*.parquet"))

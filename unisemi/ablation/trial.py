@@ -108,7 +108,9 @@ def run_trial(params: dict, trials: dict, meta: dict) -> None:
     if meta["workers"] >= 1:
         return _fit_distributed(cfg, trial, meta)
     device, node = device_name(trial["config"], 0), node_id()
-    previous = tune.get_checkpoint()
+    # Tune's checkpoint of this trial (a retry), else the one an interrupted earlier run left in
+    # the storage (--resume after a killed driver), else a fresh start.
+    previous = tune.get_checkpoint() or stored_checkpoint(trial.get("resume_checkpoint"))
     fault = meta.get("inject_fault")
 
     def report(record, save_checkpoint):
@@ -121,12 +123,41 @@ def run_trial(params: dict, trials: dict, meta: dict) -> None:
             Path(fault["marker"]).write_text(trial["key"])      # fail once; the retry then passes
             raise RuntimeError(f"injected fault after iteration {record['iteration']}")
 
+    def keep(iteration, save_checkpoint):
+        """A checkpoint between evaluations (train.checkpoint_every): no record, no rows."""
+        with tempfile.TemporaryDirectory() as tmp:
+            save_checkpoint(tmp)
+            tune.report({"iteration": iteration, "device": device, "node": node},
+                        checkpoint=tune.Checkpoint.from_directory(tmp))
+
     try:
-        fit(cfg, report=report, resume=previous.to_directory() if previous is not None else None)
+        fit(cfg, report=report, keep=keep, resume=previous.to_directory() if previous is not None else None)
     except NonFiniteLoss as exc:
         # Deterministic: a retry would fail the same way, so report it instead of raising.
         tune.report({"iteration": -1, "miou_mean": float("nan"), "failed": "nan", "error": str(exc), "device": device,
                      "node": node})
+
+
+def stored_checkpoint(uri: str | None):
+    """The Tune checkpoint at `uri` (a folder or a storage URI) if it is still there, else None."""
+    if not uri:
+        return None
+    import pyarrow.fs
+    from ray import tune
+
+    try:
+        fs, path = pyarrow.fs.FileSystem.from_uri(uri) if "://" in uri else (pyarrow.fs.LocalFileSystem(), uri)
+        if fs.get_file_info(path).type != pyarrow.fs.FileType.Directory:
+            return None
+    except (OSError, ValueError, pyarrow.ArrowException):
+        return None
+    return tune.Checkpoint(path, filesystem=fs)
+
+
+def train_run_name(meta: dict, key: str) -> str:
+    """A TorchTrainer trial's Train run: one name per trial key, so that Train V2 resumes the run
+    from its storage when the trial runs again (a retry, or --resume after a killed driver)."""
+    return f"{meta['suite']}-{meta['table']}-{key}"
 
 
 def _fit_distributed(cfg, trial, meta):
@@ -141,5 +172,5 @@ def _fit_distributed(cfg, trial, meta):
 
     run_trainer(cfg, num_workers=meta["workers"], cpus_per_worker=meta["cpus_per_worker"],
                 gpus_per_worker=meta["gpus_per_worker"], storage_path=meta.get("storage_path"),
-                name=f"{meta['suite']}-{meta['table']}-{trial['key']}", callbacks=[TuneReportCallback()],
+                name=train_run_name(meta, trial["key"]), callbacks=[TuneReportCallback()],
                 max_failures=0, env=meta.get("env"))
