@@ -97,9 +97,10 @@ def test_the_page_shows_the_tables_cells_paper_and_delta_as_table_md_does(tables
     rows = _page(results, "tiny")["results"]
     assert rows[0] == ["variant", "miou"] and rows[1] == ["ours", "paper", "Δ"]
     shown = {r[0]: r[1:] for r in rows[2:]}
-    # cell a: seeds 0 and 1 give 40 and 41, the paper 50; b 42 and 43 against 51; c only 44, against 54
+    # cell a: seeds 0 and 1 give 40 and 41, the paper 50; b 42 and 43 against 51; c only 44, against 54.
+    # b - a is +2 at both seeds: paired, no seed noise is left in the difference (p = 0, the mark)
     assert shown["a"] == ["40.5 ± 0.7 (n=2)", "50.0", "-9.5"]
-    assert shown["b"] == ["42.5 ± 0.7 (n=2)", "51.0", "-8.5"]
+    assert shown["b"] == ["42.5 ± 0.7 (n=2) *", "51.0", "-8.5"]
     assert shown["c"] == ["44.0 (n=1 of 2)†", "54.0", "-10.0"]
     md = (results / "tables" / "contrastive" / "tiny" / "table.md").read_text()
     for label, (ours, paper, delta) in shown.items():
@@ -108,23 +109,44 @@ def test_the_page_shows_the_tables_cells_paper_and_delta_as_table_md_does(tables
         assert cells[1:] == [ours.replace(" *", ""), paper, delta]
     notes = site.page_path(results, "contrastive", "tiny").read_text()
     assert "variant=c: 1 of 2 trials (1 without a final row)" in notes
-    assert "Welch&#39;s t-test against the baseline (variant=a)" in notes
+    assert "against the baseline (variant=a) in the same column, Holm-adjusted over the table&#39;s 1 comparison" in notes
+    assert "(paired t: variant=b)" in notes      # c shares one seed with a: no test
 
 
-def test_the_significance_mark_follows_welchs_test(tmp_path):
+# a spreads 5 per seed; b = a + (1, 3, 2) and c = a + (4.1, 3.9, 4.0) at seeds 0, 1, 2
+NOISY = {"variant=a": (40.0, 45.0, 50.0), "variant=b": (41.0, 48.0, 52.0), "variant=c": (44.1, 48.9, 54.0)}
+
+
+def test_the_significance_mark_follows_the_paired_test_and_bold_shows_ties(tmp_path):
+    from scipy import stats
     spec = load_spec(str(tiny_spec(tmp_path / "specs", cells=("a", "b", "c"), seeds=3)))
     trials, pending = expand(spec)
-    write_rows(tmp_path / "r", spec, trials)
+    write_rows(tmp_path / "r", spec, trials, value=lambda cid, seed: NOISY[cid][seed])
     df = TableStore(tmp_path / "r", spec.suite, spec.name).read()
-    # seeds 0..2 add 0..2 to every cell: b (a + 2) is within that spread (p = 0.07), c (a + 4) is not
-    _, summary, _ = table_parts(spec, df, trials, pending, "laptop")
+    _, summary, notes = table_parts(spec, df, trials, pending, "laptop")
+    by = summary.set_index("cell")
+    a, b, c = (np.array(NOISY[f"variant={x}"]) for x in "abc")
+    # paired against a: c's difference (4 +- 0.1) is far outside its noise, b's (2 +- 1) is not
+    p_b, p_c = stats.ttest_rel(b, a).pvalue, stats.ttest_rel(c, a).pvalue
+    assert by.loc["variant=c", "p_value"] == pytest.approx(p_c) and p_c < 0.001
+    assert by.loc["variant=b", "p_value"] == pytest.approx(p_b) and p_b > 0.05
+    assert by.loc["variant=c", "p_holm"] == pytest.approx(2 * p_c)       # Holm: the smaller p times 2
+    assert by.loc["variant=b", "p_holm"] == pytest.approx(p_b)
+    assert stats.ttest_ind(c, a, equal_var=False).pvalue > 0.3          # unpaired, c would be noise
+    assert (by.loc["variant=c", "diff"], by.loc["variant=c", "n_pairs"]) == (pytest.approx(4.0), 3)
+    half = stats.t.ppf(0.975, 2) * 0.1 / math.sqrt(3)
+    assert (by.loc["variant=c", "diff_lo"], by.loc["variant=c", "diff_hi"]) == (
+        pytest.approx(4 - half), pytest.approx(4 + half))
     view = site.table_view(spec, summary)
     marks = {r["label"]: (r["entries"][0]["sig"], r["entries"][0]["bold"]) for r in view["rows"]}
-    assert marks == {"a": (False, False), "b": (False, False), "c": (True, True)}
+    # top c: b - c = -2 +- 1.1 is not significantly below (a tie, both bold); a - c = -4 +- 0.1 is
+    assert marks == {"a": (False, False), "b": (False, True), "c": (True, True)}
     html = site.page_path(tmp_path / "r", spec.suite, spec.name)
     site.write_page(tmp_path / "r", spec.suite, spec.name, df, trials, pending, "laptop", spec)
     shown = {r[0]: r[1] for r in html_tables(html.read_text())["results"][2:]}
-    assert shown == {"a": "41.0 ± 1.0 (n=3)", "b": "43.0 ± 1.0 (n=3)", "c": "45.0 ± 1.0 (n=3) *"}
+    assert shown == {"a": "45.0 ± 5.0 (n=3)", "b": "47.0 ± 5.6 (n=3)", "c": "49.0 ± 5.0 (n=3) *"}
+    text = " ".join(notes)
+    assert "Holm-adjusted over the table's 2 comparison(s)" in text and "(paired t: variant=b, variant=c)" in text
 
 
 def test_a_two_domain_trial_costs_once_on_the_page_and_in_the_footnote(tmp_path):

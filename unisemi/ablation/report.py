@@ -2,8 +2,15 @@
 
 Each cell is the mean +- sample std over the trials of that cell and n. When both the seed and
 the labelled split vary, the spread is split in two: the seed std (pooled within splits) and the
-split std (of the per-split means). Significance: Welch's t-test of each cell against the spec's
-baseline cell in the same column; `*` marks p < 0.05. The best mean of a column with two or more is bold.
+split std (of the per-split means).
+
+Significance (paired.py): seed s gives every cell of a table the same split, initialisation and
+data order, so a cell is compared with the spec's baseline cell of its column on the per-pair
+differences (paired t; Welch's test only where the two share no (seed, split) pair); the table's
+baseline comparisons are one family, Holm-adjusted; `*` marks an adjusted p < 0.05 with a
+difference the table can print (|d| >= RESOLUTION). Bold: the cells of a column not significantly
+below its top mean (paired against the top, Holm over the column), when that is not every cell:
+two bold cells are a tie, no bold means the whole column ties.
 
 A table is built only from the rows of the current expansion's trials (rows.py): rows of another
 config or profile in the same folder are counted in a footnote, never averaged in. A cell with
@@ -17,11 +24,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from unisemi.ablation import paired
 from unisemi.ablation.rows import describe_set_aside, in_expansion, selected_rows, set_aside, trial_states
 from unisemi.ablation.spec import Spec, cell_id, expand
 from unisemi.atomic import atomic_write_text
 
 INCOMPLETE = "†"          # marks a cell with fewer finished trials than the expansion has
+# Half the last printed digit (means show one decimal): a difference below it cannot be seen in the
+# table, so it is never a significant lead or mark, whatever its p. With 2 seeds the paired t test
+# has 1 df and two nearly equal differences (+0.0049, +0.0051) give a small p for a lead of 0.005:
+# exact under normal differences, and still no finding worth a mark.
+RESOLUTION = 0.05
 
 
 def trial_counts(trials, df: pd.DataFrame) -> dict:
@@ -72,11 +85,14 @@ def summarize(spec: Spec, df: pd.DataFrame, trials=None) -> pd.DataFrame:
                 line["split_std"] = float(g.groupby("split_seed")[metric].mean().std(ddof=1))
             line["delta"] = line["mean"] - line["paper"] if line["paper"] is not None else math.nan
             line["values"] = vals.tolist()
+            line["pairs"] = cell_pairs(g, metric) if g is not None else {}
             lines.append(line)
     out = pd.DataFrame(lines)
-    out["p_value"] = math.nan
+    for col in COMPARISON_COLUMNS:
+        out[col] = math.nan
+    out["test"] = None
     if baseline:
-        _welch_against_baseline(spec, out, baseline)
+        _against_baseline(spec, out, baseline)
     if spec.raw.get("ratio_to"):
         _ratios(spec, out, {str(k): str(v) for k, v in spec.raw["ratio_to"].items()})
     return out
@@ -99,8 +115,21 @@ def _ratios(spec: Spec, out: pd.DataFrame, ref: dict) -> None:
             out.at[i, "paper_ratio"] = 100.0 * line["paper"] / r["paper"]
 
 
-def _welch_against_baseline(spec: Spec, out: pd.DataFrame, baseline: dict) -> None:
-    from scipy import stats
+# what summarize() says of each cell against its baseline: the difference (cell - baseline), its
+# 95% interval, the pairs it rests on, the differences' sd, p and Holm's p over the table
+COMPARISON_COLUMNS = ("diff", "diff_lo", "diff_hi", "n_pairs", "diff_sd", "p_value", "p_holm")
+
+
+def cell_pairs(g: pd.DataFrame, metric: str) -> dict:
+    """{(seed, split): value} of a cell's selected rows (one per trial and domain)."""
+    split_ids = g["split_id"] if "split_id" in g else [None] * len(g)
+    return {paired.pair_key(s, sid, ss): float(v)
+            for s, sid, ss, v in zip(g["seed"], split_ids, g["split_seed"], g[metric])}
+
+
+def _against_baseline(spec: Spec, out: pd.DataFrame, baseline: dict) -> None:
+    """Each cell against the baseline cell of its column and domain (paired.compare), then Holm
+    over every comparison of the table."""
     axis_cols = [f"axis:{a}" for a in spec.axes]
     for i, line in out.iterrows():
         ref = out
@@ -110,9 +139,38 @@ def _welch_against_baseline(spec: Spec, out: pd.DataFrame, baseline: dict) -> No
         ref = ref[ref["domain"] == line["domain"]]
         if not len(ref) or all(ref.iloc[0][c] == line[c] for c in axis_cols):
             continue
-        a, b = np.asarray(line["values"]), np.asarray(ref.iloc[0]["values"])
-        if len(a) >= 2 and len(b) >= 2 and (a.std() > 0 or b.std() > 0):
-            out.at[i, "p_value"] = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+        res = paired.compare(line["pairs"], ref.iloc[0]["pairs"])
+        if res["test"] is None:
+            continue
+        out.at[i, "test"] = res["test"]
+        for col, key in (("diff", "mean"), ("diff_lo", "lo"), ("diff_hi", "hi"), ("n_pairs", "n"),
+                         ("diff_sd", "sd"), ("p_value", "p")):
+            out.at[i, col] = res[key]
+    out["p_holm"] = paired.holm(out["p_value"].to_numpy(float))
+
+
+def significant(p_holm, diff) -> bool:
+    """An adjusted p below ALPHA on a difference the table can print."""
+    return (not _isnan(p_holm) and p_holm < paired.ALPHA and not _isnan(diff)
+            and abs(diff) >= RESOLUTION)
+
+
+def best_set(sub: pd.DataFrame) -> set:
+    """The cells of one column (and domain) not significantly below its top mean: each other
+    measured cell against the top (paired.compare), Holm over the column's comparisons. The top
+    is picked after the fact, so the test is two-sided. Empty for fewer than two measured cells
+    (a column of one has no best) and when it is every measured cell (all tie: nothing to bold)."""
+    measured = sub[(sub["n"] > 0) & sub["mean"].notna()]
+    if len(measured) < 2:
+        return set()
+    top = measured.loc[measured["mean"].idxmax()]
+    others = measured[measured["cell"] != top["cell"]]
+    results = [paired.compare(o["pairs"], top["pairs"]) for _, o in others.iterrows()]
+    adjusted = paired.holm([r["p"] for r in results])
+    below = {o["cell"] for (_, o), r, p in zip(others.iterrows(), results, adjusted)
+             if significant(p, r["mean"]) and r["mean"] < 0}
+    tied = set(measured["cell"]) - below
+    return set() if tied == set(measured["cell"]) else tied
 
 
 def _incomplete(n, expected) -> bool:
@@ -161,8 +219,7 @@ def build_grid(spec: Spec, summary: pd.DataFrame):
     best = {}
     for c, d in groups:
         sub = summary[(summary["domain"] == d) & ((summary[f"axis:{cols_axis}"] == c) if cols_axis else True)]
-        if sub["mean"].notna().sum() >= 2:       # a column of one measured cell has no "best"
-            best[(c, d)] = sub["mean"].max()
+        best[(c, d)] = best_set(sub)
     cells = {}
     for rk in row_keys:
         for c, d in groups:
@@ -201,8 +258,8 @@ def markdown(spec: Spec, summary: pd.DataFrame, footnotes: list[str]) -> str:
 
 def grid_entries(spec, row_keys, groups, cells, best):
     """(row label, [entry per column group]) for every row of the layout; an entry is None for an
-    empty grid position, else {'line': summary line, 'bold': best mean of its column, 'sig': p < 0.05
-    against the baseline}. The Markdown, LaTeX and HTML tables all format these."""
+    empty grid position, else {'line': summary line, 'bold': in its column's best set (best_set),
+    'sig': significant against the baseline (Holm)}. The Markdown, LaTeX and HTML tables all format these."""
     for rk in row_keys:
         label = rk[0] + (f" ({', '.join(rk[1:])})" if len(rk) > 1 else "")
         out = []
@@ -211,8 +268,8 @@ def grid_entries(spec, row_keys, groups, cells, best):
             if line is None:
                 out.append(None)
                 continue
-            is_best = best.get((c, d)) is not None and line["n"] and line["mean"] == best[(c, d)]
-            sig = not math.isnan(line["p_value"]) and line["p_value"] < 0.05
+            is_best = line["cell"] in best.get((c, d), set())
+            sig = significant(line["p_holm"], line["diff"])
             out.append({"line": line, "bold": bool(is_best), "sig": bool(sig)})
         yield _row_label(spec, spec.layout["rows"], rk[0], label), out
 
@@ -308,10 +365,14 @@ def _marked_classes(spec: Spec, cid: str) -> set:
     return out
 
 
-def precision(summary: pd.DataFrame) -> dict | None:
-    """Seed spread of a table and the smallest difference between two cells it resolves: the
-    half-width of a two-sided 95% t interval for a difference of means, with the pooled per-cell
-    standard deviation and the median n (the precision goal of the laptop profile)."""
+def precision(summary: pd.DataFrame, columns: list | None = None) -> dict | None:
+    """Seed spread of a table and the smallest difference between two cells it resolves.
+    Unpaired: the half-width of a two-sided 95% t interval for a difference of means, with the
+    pooled per-cell standard deviation and the median n (the precision goal of the laptop profile).
+    Paired: the half-width of the paired t interval (paired.resolvable) with the pooled sd of the
+    per-pair differences of every two cells of a column and domain that share two or more pairs,
+    and the median number of pairs; None where no two cells share pairs. `columns` are the summary
+    columns that make a column of the table (the layout's column axis; none: the whole domain)."""
     from scipy import stats
     ok = summary[(summary["n"] >= 2) & summary["std"].notna()]
     if not len(ok):
@@ -319,8 +380,35 @@ def precision(summary: pd.DataFrame) -> dict | None:
     n = int(ok["n"].median())
     pooled = float(np.sqrt((ok["std"] ** 2).mean()))
     t = float(stats.t.ppf(0.975, 2 * (n - 1)))
-    return {"median_std": float(ok["std"].median()), "pooled_std": pooled, "n": n,
-            "resolvable": t * pooled * math.sqrt(2.0 / n)}
+    out = {"median_std": float(ok["std"].median()), "pooled_std": pooled, "n": n,
+           "resolvable": t * pooled * math.sqrt(2.0 / n), "paired_sd": math.nan, "paired_n": 0,
+           "paired_resolvable": math.nan}
+    variances, counts = [], []
+    for _, col in ok.groupby(["domain", *(columns or [])], sort=False):
+        lines = list(col.itertuples())
+        for i, a in enumerate(lines):
+            for b in lines[i + 1:]:
+                x, y = paired.paired_values(a.pairs, b.pairs)
+                if len(x) >= 2:
+                    variances.append(float(np.var(x - y, ddof=1)))
+                    counts.append(len(x))
+    if variances:
+        sd, m = float(np.sqrt(np.mean(variances))), int(np.median(counts))
+        out.update(paired_sd=sd, paired_n=m, paired_resolvable=paired.resolvable(sd, m))
+    return out
+
+
+def significance_note(spec: Spec, summary: pd.DataFrame) -> str:
+    """Which test each `*` uses, and the Holm family it was corrected in."""
+    base = ", ".join(f"{k}={v}" for k, v in spec.raw["baseline"].items())
+    tests = summary["test"].dropna()
+    k = len(tests)
+    by = {name: sorted(summary.loc[summary["test"] == name, "cell"].unique()) for name in ("paired t", "Welch")}
+    uses = "; ".join(f"{name}: {', '.join(cells)}" for name, cells in by.items() if cells) or "no cell tested"
+    return (f"\\* p < 0.05 against the baseline ({base}) in the same column, Holm-adjusted over the table's "
+            f"{k} comparison(s), on a difference of at least {RESOLUTION} mIoU: a paired t-test on the "
+            f"per-(seed, split) differences where the two cells share seeds and splits, Welch's t-test where "
+            f"they share none ({uses}).")
 
 
 def incomplete_note(spec: Spec, summary: pd.DataFrame) -> str | None:
@@ -347,19 +435,26 @@ def footnotes_for(spec: Spec, df: pd.DataFrame, pending: dict, profile: str | No
     count of the stored rows left out (rows.set_aside)."""
     sel = selected_rows(spec, df)
     notes = [f"Shows the {'final' if spec.evaluation == 'final' else 'best-on-validation'} evaluation of "
-             f"each trial; mean ± sample std over trials, n = trials per cell. Bold: best mean in a column of two or more."]
+             f"each trial; mean ± sample std over trials, n = trials per cell. Bold: the cells not significantly "
+             f"below the top mean of their column (paired, Holm); a tie bolds every tied cell, a column "
+             f"where all tie has no bold."]
     profiles = sorted(set(df["profile"].dropna())) if len(df) else []
     prof = profile or (profiles[0] if profiles else "laptop")
     notes.append(f"Profile: {prof}" + (" (the embedded synthetic world: compare trends, not absolute "
                                        "values, with the paper)" if prof == "laptop" else ""))
-    prec = precision(summary) if summary is not None else None
+    column = spec.layout["columns"]
+    prec = precision(summary, [f"axis:{column}"] if column else []) if summary is not None else None
     if prec:
-        notes.append(f"Precision: median seed std {prec['median_std']:.2f} mIoU over cells (pooled "
-                     f"{prec['pooled_std']:.2f}); with n = {prec['n']} per cell, a difference between "
-                     f"two cells below {prec['resolvable']:.1f} mIoU is within seed noise (95%, two-sided).")
-    if spec.raw.get("baseline"):
-        base = ", ".join(f"{k}={v}" for k, v in spec.raw["baseline"].items())
-        notes.append(f"\\* p < 0.05, Welch's t-test against the baseline ({base}) in the same column.")
+        text = (f"Precision: median seed std {prec['median_std']:.2f} mIoU over cells (pooled "
+                f"{prec['pooled_std']:.2f}); unpaired, with n = {prec['n']} per cell, a difference between "
+                f"two cells below {prec['resolvable']:.1f} mIoU is within seed noise (95%, two-sided)")
+        if prec["paired_n"]:
+            text += (f"; paired by seed and split (sd of the per-pair differences {prec['paired_sd']:.2f}, "
+                     f"{prec['paired_n']} pairs), the table resolves differences above "
+                     f"{prec['paired_resolvable']:.2f} mIoU")
+        notes.append(text + ".")
+    if spec.raw.get("baseline") and summary is not None:
+        notes.append(significance_note(spec, summary))
     if len(df):
         fin = df[df["is_final"]]
         failed = fin[fin["status"] != "ok"]
@@ -383,6 +478,9 @@ def footnotes_for(spec: Spec, df: pd.DataFrame, pending: dict, profile: str | No
         revs = ", ".join(sorted(set(wall["git_rev"].dropna())))
         notes.append(f"Cost: {hours:.3f} device-hours over {wall['trial'].nunique()} trials; git {revs}.")
     notes += [str(f) for f in spec.raw.get("footnotes") or []]
+    if prof == "paper":                 # the recipe card's chosen differences, each with its reason
+        from unisemi.ablation.recipe import departure_notes
+        notes += departure_notes(spec)
     return notes
 
 
@@ -408,7 +506,7 @@ def write_outputs(spec: Spec, df: pd.DataFrame, out_dir: Path, pending: dict | N
     paths = {}
     for name, text in (("table.md", markdown(spec, summary, notes)), ("table.tex", latex(spec, summary, notes))):
         paths[name] = atomic_write_text(out_dir / name, text)
-    csv = summary.drop(columns=["values"]).copy()
+    csv = summary.drop(columns=["values", "pairs"]).copy()
     paths["table.csv"] = atomic_write_text(out_dir / "table.csv", csv.to_csv(index=False))
     if spec.raw.get("per_class"):
         text = per_class_markdown(spec, current)
