@@ -24,7 +24,7 @@ PROFILES = ("laptop", "paper")
 
 SPEC_KEYS = {"title", "reference", "preset", "evaluation", "metric", "seeds", "splits", "domains",
              "profiles", "axes", "layout", "baseline", "plot", "paper", "footnotes", "per_class",
-             "not_run", "ratio_to"}
+             "not_run", "ratio_to", "claims"}
 LEVEL_KEYS = {"set", "per_domain", "label", "paper_only", "marked_classes", "profiles"}
 LEVEL_PROFILE_KEYS = {"set"}
 PROFILE_KEYS = {"domains", "set", "sources", "only", "seeds", "recipe", "departures"}
@@ -390,6 +390,8 @@ def validate_spec(path: Path, raw: dict) -> None:
     check_keys(path, "plot.", plot, PLOT_KEYS)
     if plot and plot.get("kind") not in ("line", "bars"):
         raise key_error(path, "plot.kind", f"{plot.get('kind')!r} is not valid, expected line or bars")
+    from unisemi.ablation.claims import parse_claims     # imports nothing of this module
+    parse_claims(path, raw, Spec("", "", path, raw).paper_value, SpecError)
 
 
 def _check_seeds(path, key: str, seeds) -> None:
