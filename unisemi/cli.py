@@ -83,6 +83,18 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_claims(args) -> int:
+    from unisemi.ablation.claims import csv_text
+    from unisemi.ablation.site import all_claims, claims_text, report_root
+    from unisemi.atomic import atomic_write_text
+    rows = all_claims(args.results, log=lambda msg: print(msg, file=sys.stderr))
+    print(claims_text(rows))
+    if rows:
+        path = atomic_write_text(report_root(args.results) / "claims.csv", csv_text(rows))
+        print(f"{len(rows)} claim(s); wrote {path}")
+    return 0
+
+
 def stage_builders() -> dict:
     """{stage name: rebuild(recipe, fit, configure) -> folder}: how each kind of stage is made again
     (`configure(values, where)` builds a Config, for builders that need one before fitting)."""
@@ -170,6 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "(results/report/index.html and one page per table)")
     rep.add_argument("--results", default="results", help="results directory (default: ./results)")
     rep.set_defaults(func=cmd_report)
+    cl = sub.add_parser("claims", help="the verdict on every paper claim of every stored table "
+                        "(paired 95%% intervals; also written to results/report/claims.csv)")
+    cl.add_argument("--results", default="results", help="results directory (default: ./results)")
+    cl.set_defaults(func=cmd_claims)
     from unisemi.viz import add_parser as add_viz
     add_viz(sub)
     from unisemi.data.check import add_parser as add_data

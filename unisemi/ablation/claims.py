@@ -292,7 +292,7 @@ def shown(row: dict) -> dict:
         what += f" (≈{seeds} seeds to resolve the paper's effect)" if seeds else " (no sd to size a design)"
     if ratio:
         what += f"; null {row['null']:g}%"
-    return {"ours": ours, "paper": paper, "verdict": what}
+    return {"ours": ours, "paper": paper, "verdict_text": what}
 
 
 def markdown(rows: list[dict], profile: str) -> str:
@@ -304,7 +304,7 @@ def markdown(rows: list[dict], profile: str) -> str:
     for r in rows:
         s = shown(r)
         lines.append(f"| {r['claim']} | “{r['words']}” ({r['where']}) | {r['comparison']} | {s['ours']} | "
-                     f"{s['paper']} | {s['verdict']} |")
+                     f"{s['paper']} | {s['verdict_text']} |")
     lines += ["", "Verdict: reproduced = the paired 95% interval excludes the null (0, or a ratio's stated "
               "share) on the paper's side; contradicted = it excludes the paper's effect; inconclusive = "
               "neither, with the seeds a paired design needs (80% power).", ""]
@@ -321,7 +321,7 @@ def latex(rows: list[dict], profile: str) -> str:
     for r in rows:
         s = shown(r)
         lines.append(" & ".join(esc(x) for x in (r["claim"], r["where"], r["comparison"], s["ours"],
-                                                 s["paper"], s["verdict"])) + r" \\")
+                                                 s["paper"], s["verdict_text"])) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{Claims of the paper, {esc(profile)} profile: "
               r"verdicts from paired 95\% intervals.}", r"\end{table}"]
     return "\n".join(lines) + "\n"
@@ -329,4 +329,6 @@ def latex(rows: list[dict], profile: str) -> str:
 
 def csv_text(rows: list[dict]) -> str:
     import pandas as pd
-    return pd.DataFrame(rows, columns=list(CSV_COLUMNS)).to_csv(index=False)
+    frame = pd.DataFrame(rows, columns=list(CSV_COLUMNS))
+    frame["seeds_needed"] = frame["seeds_needed"].astype("Int64")     # a count, or empty
+    return frame.to_csv(index=False)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from unisemi.ablation import paired
+from unisemi.ablation import claims as claims_mod, paired
 from unisemi.ablation.rows import describe_set_aside, in_expansion, selected_rows, set_aside, trial_states
 from unisemi.ablation.spec import Spec, cell_id, expand
 from unisemi.atomic import atomic_write_text
@@ -86,6 +86,7 @@ def summarize(spec: Spec, df: pd.DataFrame, trials=None) -> pd.DataFrame:
             line["delta"] = line["mean"] - line["paper"] if line["paper"] is not None else math.nan
             line["values"] = vals.tolist()
             line["pairs"] = cell_pairs(g, metric) if g is not None else {}
+            line["git_revs"] = (sorted(set(g["git_rev"].dropna())) if g is not None and "git_rev" in g else [])
             lines.append(line)
     out = pd.DataFrame(lines)
     for col in COMPARISON_COLUMNS:
@@ -492,6 +493,16 @@ def table_parts(spec: Spec, df: pd.DataFrame, trials, pending: dict, profile: st
     return current, summary, notes
 
 
+def table_claims(spec: Spec, summary: pd.DataFrame, profile: str) -> list[dict]:
+    """The verdict on each of the spec's claims whose cells have rows (claims.py)."""
+    found = claims_mod.parse_claims(spec.path, spec.raw, spec.paper_value)
+    return claims_mod.claim_rows(spec, found, summary, profile)
+
+
+def _after(text: str) -> str:
+    return "\n" + text if text else ""
+
+
 def write_outputs(spec: Spec, df: pd.DataFrame, out_dir: Path, pending: dict | None = None,
                   profile: str | None = None, trials=None) -> dict:
     """Write table.md/.tex/.csv (+ per-class table, plot) from the rows of `trials` only: the
@@ -504,9 +515,13 @@ def write_outputs(spec: Spec, df: pd.DataFrame, out_dir: Path, pending: dict | N
     current, summary, notes = table_parts(spec, df, trials, pending, profile)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
-    for name, text in (("table.md", markdown(spec, summary, notes)), ("table.tex", latex(spec, summary, notes))):
+    verdicts = table_claims(spec, summary, profile)
+    for name, text in (("table.md", markdown(spec, summary, notes) + _after(claims_mod.markdown(verdicts, profile))),
+                       ("table.tex", latex(spec, summary, notes) + _after(claims_mod.latex(verdicts, profile)))):
         paths[name] = atomic_write_text(out_dir / name, text)
-    csv = summary.drop(columns=["values", "pairs"]).copy()
+    if spec.raw.get("claims"):
+        paths["claims.csv"] = atomic_write_text(out_dir / "claims.csv", claims_mod.csv_text(verdicts))
+    csv = summary.drop(columns=["values", "pairs", "git_revs"]).copy()
     paths["table.csv"] = atomic_write_text(out_dir / "table.csv", csv.to_csv(index=False))
     if spec.raw.get("per_class"):
         text = per_class_markdown(spec, current)

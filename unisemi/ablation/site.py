@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from unisemi.ablation import figures
+from unisemi.ablation import claims as claims_mod, figures
 from unisemi.ablation.ledger import config_diff
 from unisemi.ablation.report import (_fmt, _header_name, _num, _pct, _ratio_name, build_grid, grid_entries,
-                                     table_parts, write_outputs)
+                                     table_claims, table_parts, write_outputs)
 from unisemi.ablation.rows import in_expansion, trial_states
 from unisemi.ablation.spec import SpecError, Spec, Trial, cell_id, expand, load_spec, preset_values
 from unisemi.ablation.store import TableStore, rows_root
@@ -32,6 +32,7 @@ from unisemi.config import ConfigError, _merge, build_config, to_dict
 
 REPORT_DIR = "report"
 META = "page.json"
+CLAIMS_CSV = "claims.csv"      # every claim of every table with rows, beside index.html
 
 
 class ReportError(ValueError):
@@ -221,6 +222,7 @@ def write_page(results, suite: str, table: str, df: pd.DataFrame, trials, pendin
     else:
         current, summary, notes = in_expansion(df, trials), None, []
         metric, order, title = "miou", [], f"{suite}/{table} (no spec found: rows only)"
+    verdicts = table_claims(spec, summary, profile) if spec is not None else []
     folder = assets_dir(results, suite, table)
     figs = figures.draw_figures(spec, current, summary, folder, metric, order)
     counts = status_of(current, trials)
@@ -228,7 +230,8 @@ def write_page(results, suite: str, table: str, df: pd.DataFrame, trials, pendin
     meta = {"suite": suite, "table": table, "title": title, "status": counts.pop("text"), **counts,
             "device_s": float(cost), "last": str(current["time_utc"].max()) if len(current) else "",
             "profile": profile, "href": f"{suite}/{table}.html",
-            "spec": str(Path(spec.path).resolve()) if spec is not None else None}
+            "spec": str(Path(spec.path).resolve()) if spec is not None else None,
+            "claims": [{**row, **claims_mod.shown(row)} for row in verdicts]}
     common, per_cell = (config_diffs(preset_config(spec, profile), cell_configs(trials, current))
                         if spec is not None else ([], {}))
     html = _env().get_template("table.html.j2").render(
@@ -236,7 +239,7 @@ def write_page(results, suite: str, table: str, df: pd.DataFrame, trials, pendin
         notes=[_footnote(n) for n in notes], figures=figs, links=_links(results, suite, table),
         preset=spec.raw["preset"] if spec is not None else None, common=common, per_cell=per_cell,
         pending=pending, spread=_spread_lines(summary), costs=_cost_lines(current, order),
-        time_parts=[p[:-2] for p in figures.TIME_PARTS], generated=_now())
+        time_parts=[p[:-2] for p in figures.TIME_PARTS], generated=_now(), claims=meta["claims"])
     atomic_write_text(page_path(results, suite, table), html)
     atomic_write_text(folder / META, json.dumps(meta, indent=1))
     return meta
@@ -294,9 +297,39 @@ def write_index(results, log=print) -> Path:
         meta = assets_dir(results, suite, table) / META
         metas.append(json.loads(meta.read_text()) if meta.exists() and page_path(results, suite, table).exists()
                      else rebuild_page(results, suite, table, log, outputs=False))
-    html = _env().get_template("index.html.j2").render(tables=metas, generated=_now(),
+    rows = [c for m in metas for c in m.get("claims") or []]
+    atomic_write_text(report_root(results) / CLAIMS_CSV, claims_mod.csv_text(rows))
+    html = _env().get_template("index.html.j2").render(tables=metas, generated=_now(), claims=rows,
+                                                       claims_csv=CLAIMS_CSV,
                                                        total_s=sum(m["device_s"] for m in metas))
     return atomic_write_text(report_root(results) / "index.html", html)
+
+
+def all_claims(results, log=print) -> list[dict]:
+    """The verdict on every claim of every stored table whose spec is found, from its rows (the
+    expansion a rebuild shows: infer_expansion); nothing is written."""
+    out = []
+    for suite, table in tables_with_rows(results):
+        df = TableStore(results, suite, table, log=log).read()
+        spec = find_spec(results, suite, table, df)
+        if spec is None or not spec.raw.get("claims"):
+            continue
+        trials, pending, profile = infer_expansion(spec, df)
+        _, summary, _ = table_parts(spec, df, trials, pending, profile)
+        out += table_claims(spec, summary, profile)
+    return out
+
+
+def claims_text(rows: list[dict]) -> str:
+    """The verdicts as plain text, one line per claim (python -m unisemi claims)."""
+    if not rows:
+        return "no claim of a stored table has rows (specs list their claims under claims:)"
+    lines = []
+    for r in rows:
+        s = claims_mod.shown(r)
+        lines.append(f"{r['suite']}/{r['table']}  {r['claim']} ({r['comparison']}, {r['profile']}): ours "
+                     f"{s['ours']}, paper {s['paper']}: {s['verdict_text']}")
+    return "\n".join(lines)
 
 
 def build_site(results, log=print) -> list[Path]:
