@@ -149,7 +149,7 @@ def _frame(values):
     return st
 
 
-def test_summary_mean_std_paper_delta_and_welch_against_baseline(tmp_path):
+def test_summary_mean_std_paper_delta_and_the_test_against_baseline(tmp_path):
     from scipy import stats
     s = load_spec(str(tiny_spec(tmp_path)))
     df = _frame({"a": [(0, 0, 10.0), (1, 1, 12.0), (2, 2, 14.0)], "b": [(0, 0, 20.0), (1, 1, 21.0)]})
@@ -157,9 +157,15 @@ def test_summary_mean_std_paper_delta_and_welch_against_baseline(tmp_path):
     assert out.loc["variant=a", "mean"] == 12.0 and out.loc["variant=a", "std"] == 2.0
     assert out.loc["variant=a", "n"] == 3 and out.loc["variant=b", "n"] == 2
     assert out.loc["variant=b", "paper"] == 51.0 and out.loc["variant=b", "delta"] == pytest.approx(20.5 - 51.0)
-    expected = stats.ttest_ind([20.0, 21.0], [10.0, 12.0, 14.0], equal_var=False).pvalue
-    assert out.loc["variant=b", "p_value"] == pytest.approx(expected)
+    # b shares seeds 0 and 1 (and their splits) with a: paired on those two
+    expected = stats.ttest_rel([20.0, 21.0], [10.0, 12.0]).pvalue
+    assert out.loc["variant=b", "p_value"] == pytest.approx(expected) and out.loc["variant=b", "test"] == "paired t"
     assert math.isnan(out.loc["variant=a", "p_value"])            # the baseline itself
+    # seeds of b that a never ran: Welch's test on the two samples
+    apart = report.summarize(s, _frame({"a": [(0, 0, 10.0), (1, 1, 12.0), (2, 2, 14.0)],
+                                        "b": [(5, 5, 20.0), (6, 6, 21.0)]})).set_index("cell")
+    expected = stats.ttest_ind([20.0, 21.0], [10.0, 12.0, 14.0], equal_var=False).pvalue
+    assert apart.loc["variant=b", "p_value"] == pytest.approx(expected) and apart.loc["variant=b", "test"] == "Welch"
     md = report.markdown(s, report.summarize(s, df), ["note one"])
     assert "**20.5 ± 0.7**" in md and "12.0 ± 2.0 (n=3)" in md and "1. note one" in md
 

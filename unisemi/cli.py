@@ -6,6 +6,8 @@ import logging
 import math
 import sys
 
+from unisemi.ablation.preflight import RayUnreachable
+
 USER_ERRORS = (ValueError, FileNotFoundError, KeyError)
 
 
@@ -142,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--config", default=None, help="optional YAML whose values override the stored config")
     ev.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ev.set_defaults(func=cmd_eval)
+    sub.add_parser("submit", help="ray job submit that records the checkout's git revision "
+                   "(python -m unisemi submit -h)")
     tune = sub.add_parser("tune", help="search a method's hyperparameters (Ray Tune + Optuna TPE + ASHA)")
     tune.add_argument("space", help="search space YAML (search_spaces/<name>.yaml) or its name")
     tune.add_argument("--samples", type=int, default=None, help="trials (default: the file's samples)")
@@ -197,6 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["submit"]:     # its options pass through to `ray job submit`: no argparse here
+        from unisemi.ablation.submit import main as submit_main
+        return submit_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
@@ -204,3 +212,6 @@ def main(argv=None) -> int:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"error: {msg}", file=sys.stderr)
         return 2
+    except RayUnreachable as exc:        # the cluster's address or token, one line
+        print(f"error: {exc}", file=sys.stderr)
+        return 4

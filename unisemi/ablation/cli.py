@@ -8,6 +8,8 @@ from pathlib import Path
 from unisemi.ablation.cost import CostError
 from unisemi.ablation.ledger import ConfigChanged
 from unisemi.ablation.lock import LockHeld
+from unisemi.ablation.preflight import PreflightError, RayUnreachable
+from unisemi.ablation.provenance import ProvenanceError
 from unisemi.ablation.runner import RunnerError
 from unisemi.ablation.site import ReportError
 from unisemi.ablation.spec import NOT_RUN, SpecError, all_specs, expand, load_spec, parse_only
@@ -15,6 +17,13 @@ from unisemi.ablation.storage import StorageError
 from unisemi.ablation.store import StoreError
 from unisemi.ablation.trackers import TrackerError, add_tracker_option
 from unisemi.config import ConfigError, parse_override, _merge
+
+# Exit codes (README "Exit codes"). 0: every trial of the table has its final row (a trial that
+# diverged has one: a non-finite loss is a result, counted in the footnotes). 2: the request was
+# refused before anything ran (bad input, a preflight problem). 3: trials errored after their
+# retries or have no final row; the rows, table and page were still written, and --resume
+# retries exactly those. 4: the Ray cluster could not be joined (address, token).
+EXIT_OK, EXIT_REFUSED, EXIT_TRIALS_FAILED, EXIT_NO_CLUSTER = 0, 2, 3, 4
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,7 +98,31 @@ def main(argv=None) -> int:
     except (SpecError, ConfigError, CostError, RunnerError, StoreError, LockHeld, ConfigChanged,
             TrackerError, ReportError, StorageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_REFUSED
+    except (PreflightError, ProvenanceError) as exc:        # one "error:" line per problem
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    except RayUnreachable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_NO_CLUSTER
+
+
+def unfinished(res: dict) -> list[str]:
+    """'cell seed N' of each trial of this run that errored after its retries or has no final row."""
+    from unisemi.ablation.rows import in_expansion
+    fin = in_expansion(res["store"].final_rows(), res["trials"])
+    errored = set(fin.loc[fin["status"] == "error", "trial"]) if len(fin) else set()
+    bad = errored | set(res["missing"])
+    return [f"{t.cell_id} seed {t.seed}" for t in res["trials"] if t.key in bad]
+
+
+def _finish(failed: list[str]) -> int:
+    if not failed:
+        return EXIT_OK
+    shown = ", ".join(failed[:3]) + (f" and {len(failed) - 3} more" if len(failed) > 3 else "")
+    print(f"error: {len(failed)} trial(s) errored or have no final row ({shown}); the rows, table and page "
+          f"hold what finished; --resume retries exactly these", file=sys.stderr)
+    return EXIT_TRIALS_FAILED
 
 
 def _main(args) -> int:
@@ -145,6 +178,7 @@ def _main(args) -> int:
     elif not store.exists():
         raise SpecError(f"--report-only: nothing stored for {spec.suite}/{spec.name} under {store.dir}")
     df = store.read()
+    failed = [] if args.report_only else unfinished(res)
     ignored = describe_set_aside(set_aside(df, trials, args.profile), lead=f"{store.dir}: not in this table")
     if ignored:
         _stderr(ignored)
@@ -153,8 +187,8 @@ def _main(args) -> int:
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     from unisemi.ablation import site
     if not len(df):                    # nothing ran (every cell pending): no page, as in the index
-        return 0
+        return _finish(failed)
     site.write_page(args.results, spec.suite, spec.name, df, trials, pending, args.profile, spec)
     print(f"report: {site.page_path(args.results, spec.suite, spec.name)} "
           f"(all tables: {site.write_index(args.results, log=_stderr)})")
-    return 0
+    return _finish(failed)

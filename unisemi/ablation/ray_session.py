@@ -58,7 +58,11 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, env: di
             common = dict(include_dashboard=False, log_to_driver=False,
                           runtime_env={"worker_process_setup_hook": WARM_IMPORTS_HOOK})
             if address:
-                ray.init(address=address, **common)
+                try:
+                    ray.init(address=address, **common)
+                except (ConnectionError, ray.exceptions.AuthenticationError) as exc:
+                    from unisemi.ablation.preflight import RayUnreachable, unreachable_text
+                    raise RayUnreachable(unreachable_text(exc, address)) from None
             else:
                 common["runtime_env"]["env_vars"] = {"PYTHONPATH": local_pythonpath()}
                 ray.init(num_cpus=num_cpus or os.cpu_count(), **common)
@@ -320,8 +324,10 @@ def default_concurrency(request: TrialResources, n_trials: int, growth: Growth |
 
 def pending_reporter(request: TrialResources, growth: Growth | None, log, every_s: float = WAIT_REPORT_EVERY_S,
                      clock=time.monotonic, nodes=live_nodes):
-    """A Tune callback that, while trials are pending on an autoscaling cluster, says every
-    `every_s` seconds how many wait and what for (the start-up check said it once)."""
+    """A Tune callback that, while trials are pending, says every `every_s` seconds how many wait
+    and what for: on an autoscaling cluster always (the start-up check said it once); on a
+    fixed-size one when the live nodes can no longer hold one trial (a node is gone), since
+    pending there is otherwise only a queue."""
     from ray import tune
 
     class PendingReporter(tune.Callback):
@@ -334,10 +340,21 @@ def pending_reporter(request: TrialResources, growth: Growth | None, log, every_
             if not pending:
                 self.last = now
             elif now - self.last >= every_s:
-                log(waiting_text(request, nodes(), growth, pending))
                 self.last = now
+                live = nodes()
+                if growth is not None:
+                    log(waiting_text(request, live, growth, pending))
+                elif not fits_on(request, live):
+                    log(stuck_text(request, live, pending))
 
     return PendingReporter()
+
+
+def stuck_text(request: TrialResources, nodes: list[dict], pending: int) -> str:
+    keys = sorted({k for b in request.bundles() for k in b} | {"CPU", "GPU"})
+    return (f"{pending} trial{'s' if pending != 1 else ''} pending that no node can take: each trial asks for "
+            f"{request.describe()}, every worker on one node, but this fixed-size Ray cluster now has "
+            f"{_cluster_text(nodes, keys)} (a node it had is gone?); waiting for a node that fits to join")
 
 
 # ----------------------------------------------------------------------------------------------

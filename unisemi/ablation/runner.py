@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from unisemi.ablation import ray_session
+from unisemi.ablation import preflight, ray_session
 from unisemi.ablation import storage as storage_mod
 from unisemi.ablation.ledger import check_same_config
 from unisemi.ablation.lock import TableLock
@@ -168,6 +168,8 @@ def run_table(spec: Spec, *, profile: str = "laptop", seeds: int | None = None,
     with TableLock(store.lock_dir, log):
         todo = _trials_to_run(store, trials, pending, profile, resume, log)
         if todo:
+            # datasets, weights, revision and address: one line each, before anything is built or launched
+            preflight.check_run(todo, address)
             prepare_pretrained(todo, log)
             _launch(spec, todo, store, profile, results_dir, address, workers_per_trial, cpus_per_trial,
                     gpus_per_trial, max_concurrent, max_failures, num_cpus, inject_fault, log, ray, tune,
@@ -254,8 +256,7 @@ def _launch(spec, todo, store, profile, results_dir, address, workers_per_trial,
 
         name = f"{spec.suite}-{spec.name}-{meta['run_id']}"
         callbacks = [store_callback(store, meta, payload_of, len(payload), log)]
-        if growth is not None:
-            callbacks.append(ray_session.pending_reporter(request, growth, log))
+        callbacks.append(ray_session.pending_reporter(request, growth, log))
         callbacks += build_trackers(trackers, results_dir, experiment=name, suite=spec.suite, table=spec.name,
                                     payload_of=payload_of, tags=tracker_tags(meta))
         tuner = tune.Tuner(

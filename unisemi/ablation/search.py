@@ -396,8 +396,7 @@ def run_search(space: SearchSpace, *, samples: int | None = None, results_dir: s
         name = f"{SUITE}-{space.name}-{meta['run_id']}"
         store_cb = _search_callback(store, base, keys, meta, threads, samples, log)
         callbacks = [store_cb]
-        if growth is not None:
-            callbacks.append(ray_session.pending_reporter(request, growth, log))
+        callbacks.append(ray_session.pending_reporter(request, growth, log))
         callbacks += build_trackers(trackers, results_dir, experiment=name, suite=SUITE, table=space.name,
                                     payload_of=store_cb.payload_of, tags=tracker_tags(meta))
         asha = ASHAScheduler(time_attr="training_iteration", max_t=max_t, **space.asha)

@@ -11,23 +11,11 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import subprocess
 import tempfile
 from pathlib import Path
 
+from unisemi.ablation.provenance import git_revision  # noqa: F401  (the runner's and the search's)
 from unisemi.distributed import device_name
-
-
-def git_revision() -> str:
-    root = Path(__file__).resolve().parents[2]
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True,
-                             text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return (rev + ("-dirty" if dirty else "")) if rev else "unknown"
 
 
 def warm_imports() -> None:

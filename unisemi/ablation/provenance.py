@@ -1,0 +1,79 @@
+"""Which code a run ran: the git revision and a hash of the uncommitted diff, recorded in every row.
+
+`git_rev` is `<12 hex>` for a clean checkout and `<12 hex>-dirty-<12 hex>` with uncommitted
+changes to tracked files, the second part the sha256 of `git diff HEAD --binary` (staged and
+unstaged together; untracked files are not code the checkout knows of and are left out). Two
+runs with the same string ran the same tracked files.
+
+A run that does not start in a git checkout cannot ask git: `ray job submit --working-dir .`
+uploads the checkout without `.git`, and `cluster.yaml`'s sync leaves it out too. There the value
+comes from `$UNISEMI_GIT_REV`, which `python -m unisemi submit` (submit.py) computes in the
+launching checkout and hands to the job through its runtime environment. A copy of the source
+tree (it has `pyproject.toml` and `ablations/`) with neither `.git` nor the variable is refused
+with one line before anything runs: rows never say `unknown` for code that came from a checkout.
+An installed package outside any source tree has no revision to give; its rows say `unknown`.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+
+ENV = "UNISEMI_GIT_REV"
+UNKNOWN = "unknown"
+# The source tree this code was imported from (the uploaded copy, in a Ray job).
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class ProvenanceError(ValueError):
+    """The revision cannot be known; the message says how to supply it."""
+
+
+def _git(root: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=root, capture_output=True, timeout=30)
+
+
+def from_git(root: str | Path) -> str | None:
+    """`<rev>` or `<rev>-dirty-<diff hash>` of the checkout at `root`; None if it is not one
+    (or git is missing)."""
+    root = Path(root)
+    if not (root / ".git").exists():      # a folder inside some other repository is not this code's
+        return None
+    try:
+        head = _git(root, "rev-parse", "--short=12", "HEAD")
+        diff = _git(root, "diff", "HEAD", "--binary", "--no-color", "--no-ext-diff")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    rev = head.stdout.decode().strip()
+    if head.returncode != 0 or not rev or diff.returncode != 0:
+        return None
+    if not diff.stdout:
+        return rev
+    return f"{rev}-dirty-{hashlib.sha256(diff.stdout).hexdigest()[:12]}"
+
+
+def is_source_tree(root: str | Path) -> bool:
+    """A copy of this repository's files (a job upload, a sync, an unpacked archive)."""
+    root = Path(root)
+    return (root / "pyproject.toml").is_file() and (root / "ablations").is_dir()
+
+
+def git_revision(root: str | Path | None = None, env=None) -> str:
+    """The revision every row of this run records. The checkout's own git first (it is the code
+    that runs), then `$UNISEMI_GIT_REV` from where the run was launched. Raises ProvenanceError
+    for a source tree without either."""
+    root = Path(root) if root is not None else ROOT
+    env = os.environ if env is None else env
+    rev = from_git(root)
+    if rev:
+        return rev
+    given = (env.get(ENV) or "").strip()
+    if given:
+        return given
+    if is_source_tree(root):
+        raise ProvenanceError(
+            f"{root} is a copy of the source tree without .git, so its git revision is unknown (a "
+            f"`ray job submit --working-dir` upload leaves .git behind): submit with `python -m unisemi "
+            f"submit -- ...` from the checkout, which records it, or set {ENV} to the revision")
+    return UNKNOWN
