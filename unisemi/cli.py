@@ -8,8 +8,6 @@ import sys
 
 from unisemi.ablation.preflight import RayUnreachable
 
-from unisemi.ablation.preflight import RayUnreachable
-
 USER_ERRORS = (ValueError, FileNotFoundError, KeyError)
 
 
@@ -148,8 +146,6 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_eval)
     sub.add_parser("submit", help="ray job submit that records the checkout's git revision "
                    "(python -m unisemi submit -h)")
-    sub.add_parser("submit", help="ray job submit that records the checkout's git revision "
-                   "(python -m unisemi submit -h)")
     tune = sub.add_parser("tune", help="search a method's hyperparameters (Ray Tune + Optuna TPE + ASHA)")
     tune.add_argument("space", help="search space YAML (search_spaces/<name>.yaml) or its name")
     tune.add_argument("--samples", type=int, default=None, help="trials (default: the file's samples)")
@@ -216,9 +212,6 @@ def main(argv=None) -> int:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"error: {msg}", file=sys.stderr)
         return 2
-    except RayUnreachable as exc:        # the cluster's address or token, one line
-        print(f"error: {exc}", file=sys.stderr)
-        return 4
     except RayUnreachable as exc:        # the cluster's address or token, one line
         print(f"error: {exc}", file=sys.stderr)
         return 4

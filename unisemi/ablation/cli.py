@@ -10,8 +10,6 @@ from unisemi.ablation.ledger import ConfigChanged
 from unisemi.ablation.lock import LockHeld
 from unisemi.ablation.preflight import PreflightError, RayUnreachable
 from unisemi.ablation.provenance import ProvenanceError
-from unisemi.ablation.preflight import PreflightError, RayUnreachable
-from unisemi.ablation.provenance import ProvenanceError
 from unisemi.ablation.runner import RunnerError
 from unisemi.ablation.site import ReportError
 from unisemi.ablation.spec import NOT_RUN, SpecError, all_specs, expand, load_spec, parse_only
@@ -19,13 +17,6 @@ from unisemi.ablation.storage import StorageError
 from unisemi.ablation.store import StoreError
 from unisemi.ablation.trackers import TrackerError, add_tracker_option
 from unisemi.config import ConfigError, parse_override, _merge
-
-# Exit codes (README "Exit codes"). 0: every trial of the table has its final row (a trial that
-# diverged has one: a non-finite loss is a result, counted in the footnotes). 2: the request was
-# refused before anything ran (bad input, a preflight problem). 3: trials errored after their
-# retries or have no final row; the rows, table and page were still written, and --resume
-# retries exactly those. 4: the Ray cluster could not be joined (address, token).
-EXIT_OK, EXIT_REFUSED, EXIT_TRIALS_FAILED, EXIT_NO_CLUSTER = 0, 2, 3, 4
 
 # Exit codes (README "Exit codes"). 0: every trial of the table has its final row (a trial that
 # diverged has one: a non-finite loss is a result, counted in the footnotes). 2: the request was
