@@ -195,6 +195,6 @@ def test_a_retry_is_counted_and_resume_continues_from_the_stored_checkpoint(tmp_
     storage = tmp_path / "shared"
     out = run_table(spec, results_dir=tmp_path / "retried", inject_fault=fault, storage=str(storage), **quiet)
     final = out["store"].final_rows().iloc[0]
-    assert final["resumed_from"] == 3 and final["retries"] == 1 and final["lost_iterations"] == 0
+    assert final["resumed_from"] == 3 and final["retries"] == 1 and 0 <= final["lost_s"] < 30
     assert final["checkpoints"].startswith(str(storage) + "/contrastive-table1-")
     assert final["miou"] == pytest.approx(clean["miou"].iloc[-1], abs=1e-9)

@@ -12,6 +12,7 @@ check that a trial's resources can ever be placed.
 from __future__ import annotations
 
 import datetime
+import logging
 import math
 import os
 import time
@@ -55,7 +56,9 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, env: di
     started_here = False
     try:
         if not ray.is_initialized():
-            common = dict(include_dashboard=False, log_to_driver=False,
+            # logging_level: Ray's "Connecting to existing Ray cluster" lines would wrap a refusal's
+            # one line on stderr; its warnings still show
+            common = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
                           runtime_env={"worker_process_setup_hook": WARM_IMPORTS_HOOK})
             if address:
                 try:

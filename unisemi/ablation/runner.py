@@ -45,8 +45,8 @@ def store_callback(store: TableStore, meta: dict, payload_of, total: int, log):
     class StoreCallback(tune.Callback):
         def __init__(self):
             self.devices, self.finished, self.launched = {}, 0, {}
-            # per trial key: last reported and last checkpointed iteration, retries, iterations lost
-            self.reached, self.kept, self.retries, self.lost, self.where = {}, {}, {}, {}, {}
+            # per trial key: when its last checkpoint was reported, retries, seconds of work lost
+            self.kept, self.retries, self.lost, self.where = {}, {}, {}, {}
 
         def on_trial_start(self, iteration, trials, trial, **info):
             key = payload_of(trial)["key"]
@@ -56,24 +56,24 @@ def store_callback(store: TableStore, meta: dict, payload_of, total: int, log):
         on_trial_restart = on_trial_start
 
         def on_trial_recover(self, iteration, trials, trial, **info):
-            """A retry (a lost node or an error): it resumes from the last checkpoint, so the
-            iterations reported since then are computed again."""
+            """A retry (a lost node or an error) resumes from the last checkpoint: the work since
+            then, up to when the driver learnt of the failure, is done again."""
             key = payload_of(trial)["key"]
             self.retries[key] = self.retries.get(key, 0) + 1
-            self.lost[key] = self.lost.get(key, 0) + max(self.reached.get(key, 0) - self.kept.get(key, 0), 0)
-            self.reached[key] = self.kept.get(key, 0)
+            since = self.kept.get(key, self.launched.get(key))
+            self.lost[key] = self.lost.get(key, 0.0) + (time.time() - since if since else 0.0)
             self.on_trial_start(iteration, trials, trial)
 
         def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
             key = payload_of(trial)["key"]
-            self.kept[key] = self.reached.get(key, 0)
+            self.kept[key] = time.time()
             if meta.get("storage"):
                 store.save_pointer(key, storage_mod.uri_of(meta["storage"], trial.storage.storage_fs_path,
                                                            checkpoint.path))
 
         def _attempts(self, key) -> dict:
             return {"checkpoints": self.where.get(key), "retries": self.retries.get(key, 0),
-                    "lost_iterations": self.lost.get(key, 0)}
+                    "lost_s": self.lost.get(key, 0.0)}
 
         def _progress(self, t, what):
             self.finished += 1
@@ -86,7 +86,6 @@ def store_callback(store: TableStore, meta: dict, payload_of, total: int, log):
             t = payload_of(trial)
             device, node = result.get("device"), result.get("node")
             self.devices[t["key"]] = device
-            self.reached[t["key"]] = max(int(result.get("iteration", 0)), 0)
             if result.get("failed"):
                 store.merge(t["key"], [{**failure_row(t, meta, result["failed"], result.get("error", ""), device, node),
                                         **self._attempts(t["key"])}])

@@ -61,7 +61,7 @@ COLUMNS = {
     "device": pa.string(), "node": pa.string(), "workers": pa.int64(), "git_rev": pa.string(),
     "config_hash": pa.string(), "config_json": pa.string(), "time_utc": pa.string(),
     "weights_hash": pa.string(), "stages_json": pa.string(),
-    "checkpoints": pa.string(), "retries": pa.int64(), "lost_iterations": pa.int64(),
+    "checkpoints": pa.string(), "retries": pa.int64(), "lost_s": pa.float64(),
     "suite": pa.string(), "table": pa.string(),
 }
 PARTITIONS = ("suite", "table")             # in the folder names only, never inside a file

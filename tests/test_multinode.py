@@ -1,0 +1,325 @@
+"""A real multi-node Ray cluster on one machine, as `cluster.yaml` shapes it: a head of 0 CPUs that
+runs the driver and worker nodes that run every trial, each node its own `ray start` process with
+its own ports and temp folder, all with token authentication. Each worker node runs in its own mount
+namespace (unshare -m, as root) with an empty tmpfs over the head's folder (results, spec, the head's
+Ray temp folder), so the only folder it shares with the head is the configured storage (and the
+stage cache, which README's cluster section asks to put there). Only the processes started here are
+ever stopped, by PID.
+
+Cases: a table runs with every trial on a worker and the numbers of a plain fit; a head-local
+storage is refused before any trial; a worker node killed mid-trial is survived from its checkpoint;
+a killed driver's --resume continues the interrupted trial from its checkpoint.
+"""
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import tiny_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+RAY = str(Path(sys.executable).with_name("ray"))
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(sys.platform != "linux" or os.geteuid() != 0 or not shutil.which("unshare"),
+                       reason="private mount namespaces need Linux, root and unshare"),
+]
+# A trial slow enough to be killed mid-way on a loaded 2-core machine (10-50 ms a step), with a
+# checkpoint every 50 iterations between evaluations every 150.
+LONG = ["--set", "train.iterations=600", "--set", "train.eval_every=150", "--set", "train.checkpoint_every=50",
+        "--set", "data.size=[64, 128]"]
+EVALS = [150, 300, 450, 600]
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def _node_ports() -> list[str]:
+    p = _free_ports(6)
+    return ["--node-manager-port", str(p[0]), "--object-manager-port", str(p[1]),
+            "--dashboard-agent-listen-port", str(p[2]), "--dashboard-agent-grpc-port", str(p[3]),
+            "--metrics-export-port", str(p[4]), "--runtime-env-agent-port", str(p[5]),
+            "--min-worker-port", "0", "--max-worker-port", "0"]
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every live process below `pid`, from /proc (no psutil here)."""
+    children: dict = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def _name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+class Cluster:
+    """Head and worker nodes started here; `stop` ends exactly those processes and their children."""
+
+    def __init__(self, base: Path):
+        self.base = base
+        self.head_dir = base / "head"            # what the workers must not see
+        self.shared = base / "shared"            # storage and stage cache, seen by every node
+        for d in (self.head_dir, self.shared / "cache"):
+            d.mkdir(parents=True, exist_ok=True)
+        token = base / "token"
+        token.write_text(secrets.token_hex(32))
+        self.env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token),
+                    "UNISEMI_CACHE": str(self.shared / "cache"), "PYTHONPATH": str(ROOT),
+                    # a dead node is noticed in about 3 s instead of 15
+                    "RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "3",
+                    "RAY_USAGE_STATS_ENABLED": "0"}
+        self.procs: list[subprocess.Popen] = []
+        self.port = _free_ports(1)[0]
+        self.address = f"127.0.0.1:{self.port}"
+        self.workers: list[subprocess.Popen] = []
+
+    def _start(self, argv: list[str]) -> subprocess.Popen:
+        log = open(self.base / f"node{len(self.procs)}.log", "wb")
+        proc = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append(proc)
+        return proc
+
+    def start_head(self) -> None:
+        self._start([RAY, "start", "--head", "--num-cpus=0", "--port", str(self.port), "--block",
+                     "--temp-dir", str(self.head_dir / "ray-tmp"), "--include-dashboard=false",
+                     "--ray-client-server-port", str(_free_ports(1)[0]), "--disable-usage-stats", *_node_ports()])
+
+    def add_worker(self) -> subprocess.Popen:
+        tmp = tempfile.mkdtemp(prefix="w", dir=self.base)    # short: Ray's socket paths are limited
+        start = " ".join([RAY, "start", "--address", self.address, "--num-cpus=1", "--block",
+                          "--temp-dir", tmp, "--disable-usage-stats", *_node_ports()])
+        script = f"mount --make-rprivate / && mount -t tmpfs tmpfs {self.head_dir} && exec {start}"
+        proc = self._start(["unshare", "-m", "sh", "-c", script])
+        self.workers.append(proc)
+        return proc
+
+    def alive_nodes(self, count: int, timeout: float = 120.0) -> list[dict]:
+        """Wait until `count` nodes are alive; their ids, CPUs and whether each is the head."""
+        code = textwrap.dedent(f"""
+            import json, time, ray
+            ray.init(address={self.address!r}, log_to_driver=False)
+            deadline = time.time() + {timeout}
+            while True:
+                nodes = [n for n in ray.nodes() if n["Alive"]]
+                if len(nodes) == {count} or time.time() > deadline:
+                    break
+                time.sleep(0.5)
+            print(json.dumps([dict(id=n["NodeID"], cpus=n["Resources"].get("CPU", 0)) for n in nodes]))
+        """)
+        out = subprocess.run([sys.executable, "-c", code], env=self.env, capture_output=True, text=True,
+                             timeout=timeout + 60)
+        assert out.returncode == 0, out.stderr[-2000:]
+        nodes = json.loads(out.stdout.strip().splitlines()[-1])
+        assert len(nodes) == count, f"{len(nodes)} alive nodes, waited for {count}"
+        return nodes
+
+    def kill_raylet(self, worker: subprocess.Popen) -> int:
+        (raylet,) = [p for p in _descendants(worker.pid) if _name(p) == "raylet"]
+        os.kill(raylet, signal.SIGKILL)
+        return raylet
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            pids = [proc.pid, *_descendants(proc.pid)]
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    base = Path(tempfile.mkdtemp(prefix="mn", dir="/tmp"))
+    c = Cluster(base)
+    try:
+        c.start_head()
+        c.add_worker()
+        c.alive_nodes(2)
+        yield c
+    finally:
+        c.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _run(c: Cluster, spec: Path, results: Path, *extra: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(ROOT / "ablations" / "run.py"), str(spec), "--results", str(results),
+           "--address", c.address, *extra]
+    return subprocess.run(cmd, env=c.env, capture_output=True, text=True, timeout=timeout)
+
+
+def _rows(results: Path):
+    import pandas as pd
+    import pyarrow.parquet as pq
+    files = sorted(results.glob("rows/suite=*/table=*/trial-*.parquet"))
+    return pd.concat([pq.read_table(f).to_pandas() for f in files]) if files else None
+
+
+def _plain_fit(spec_path: Path, sets: list[str]) -> dict:
+    """{(cell, seed): [mIoU at each evaluation]} of a plain single-process fit of every trial's
+    config, as the runner resolves it (one thread per 1-CPU trial)."""
+    from unisemi.ablation.ray_session import for_resources, trial_resources
+    from unisemi.ablation.spec import expand, load_spec
+    from unisemi.config import _merge, build_config, parse_override
+    from unisemi.train import fit
+
+    overrides: dict = {}
+    for text in sets:
+        overrides = _merge(overrides, parse_override(text))
+    trials, _ = expand(load_spec(str(spec_path)), "laptop", None, overrides)
+    out = {}
+    for t in trials:
+        config = for_resources(t.payload()["config"], trial_resources(0, 1.0))
+        res = fit(build_config(config, "reference"))
+        out[(t.cell_id, t.seed)] = [r["miou_mean"] for r in res["history"]]
+    return out
+
+
+def test_a_table_runs_on_the_worker_node_with_the_numbers_of_a_single_node_fit(cluster):
+    spec = tiny_spec(cluster.head_dir / "specs", seeds=1)
+    results = cluster.head_dir / "table"
+    out = _run(cluster, spec, results, "--storage", str(cluster.shared / "ray"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"storage {cluster.shared / 'ray'}: shared by 2 nodes" in out.stdout
+    nodes = cluster.alive_nodes(2)
+    workers = {n["id"] for n in nodes if n["cpus"] > 0}
+    df = _rows(results)
+    final = df[df["is_final"]]
+    assert len(final) == 2 and set(df["node"]) <= workers and len(workers) == 1   # never the head
+    assert final["checkpoints"].str.startswith(str(cluster.shared / "ray") + "/").all()
+    reference = _plain_fit(spec, [])
+    for (cell, seed), g in df.groupby(["cell", "seed"]):
+        assert list(g.sort_values("iteration")["miou"]) == pytest.approx(reference[(cell, seed)], abs=1e-9)
+
+
+def test_a_head_local_storage_is_refused_before_any_trial_in_one_line(cluster):
+    spec = tiny_spec(cluster.head_dir / "specs-local", cells=("a",), seeds=1, baseline=False)
+    results = cluster.head_dir / "local"
+    t0 = time.perf_counter()
+    out = _run(cluster, spec, results)                    # the default: results/ray, on the head only
+    err = out.stderr.strip()
+    assert out.returncode == 2 and err.count("\n") == 0 and "Traceback" not in err, err[-3000:]
+    assert err.startswith(f"error: --storage {results.resolve() / 'ray'}: a folder on the driver's node that node(s)")
+    assert err.endswith("pass --storage s3://... or a path mounted on every node")
+    assert _rows(results) is None and time.perf_counter() - t0 < 120
+
+
+def _wait_rows(results: Path, proc: subprocess.Popen, timeout: float = 240):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        df = _rows(results)
+        if df is not None and len(df):
+            return df
+        assert proc.poll() is None, "the driver ended before the first evaluation"
+        time.sleep(0.2)
+    pytest.fail("no evaluation stored in time")
+
+
+def _wait_next_checkpoint(results: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Until the driver's pointer to the trial's checkpoint moves on (a checkpoint-only report)."""
+    (pointer,) = results.glob("checkpoints/suite=*/table=*/*.txt")
+    first = pointer.read_text()
+    deadline = time.time() + timeout
+    while pointer.read_text() == first:
+        assert proc.poll() is None and time.time() < deadline, "no later checkpoint"
+        time.sleep(0.05)
+
+
+def _long_table(c: Cluster, name: str) -> tuple[Path, Path, list[str]]:
+    spec = tiny_spec(c.head_dir / f"specs-{name}", cells=("a",), seeds=1, baseline=False)
+    return spec, c.head_dir / name, [*LONG, "--storage", str(c.shared / "ray")]
+
+
+@pytest.fixture(scope="module")
+def long_reference(cluster):
+    spec, _, _ = _long_table(cluster, "reference")
+    return _plain_fit(spec, LONG[1::2])[("variant=a", 0)]
+
+
+def _check_long(df, reference) -> dict:
+    assert sorted(df["iteration"]) == EVALS                              # 0 lost, 0 duplicated
+    assert df["is_final"].sum() == 1 and (df["status"] == "ok").all()
+    assert list(df.sort_values("iteration")["miou"]) == pytest.approx(reference, abs=1e-9)
+    return df[df["is_final"]].iloc[0].to_dict()
+
+
+def test_a_killed_worker_node_costs_one_checkpoint_interval(cluster, long_reference):
+    spec, results, args = _long_table(cluster, "node-lost")
+    cmd = [sys.executable, str(ROOT / "ablations" / "run.py"), str(spec), "--results", str(results),
+           "--address", cluster.address, *args]
+    log = open(cluster.base / "node-lost.log", "w")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=cluster.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        first = _wait_rows(results, proc)
+        _wait_next_checkpoint(results, proc)            # kill between evaluations, after a checkpoint
+        killed_after = int(_rows(results)["iteration"].max())
+        cluster.kill_raylet(cluster.workers[-1])
+        t_kill = time.perf_counter()
+        cluster.add_worker()                             # a new node joins; the trial moves there
+        proc.wait(timeout=300)
+        t_end = time.perf_counter()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, (cluster.base / "node-lost.log").read_text()[-3000:]
+    final = _check_long(_rows(results), long_reference)
+    assert killed_after < EVALS[-1], "killed too late: the trial had already finished"
+    # from a checkpoint between evaluations: at most one interval (50 iterations) was lost
+    assert final["retries"] == 1 and final["resumed_from"] > killed_after and final["resumed_from"] % 50 == 0
+    print(f"\nlost node: killed after the iteration-{killed_after} evaluation, resumed from the iteration-"
+          f"{final['resumed_from']} checkpoint; {final['lost_s']:.1f} s of work from the last checkpoint to the "
+          f"retry; {t_end - t_kill:.1f} s from the kill to the end, {t_end - t0:.1f} s in all")
+
+
+def test_a_killed_driver_resumes_the_interrupted_trial_from_its_checkpoint(cluster, long_reference):
+    spec, results, args = _long_table(cluster, "driver-lost")
+    cmd = [sys.executable, str(ROOT / "ablations" / "run.py"), str(spec), "--results", str(results),
+           "--address", cluster.address, *args]
+    proc = subprocess.Popen(cmd, env=cluster.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        first = _wait_rows(results, proc)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    killed_after = int(first["iteration"].max())
+    assert killed_after < EVALS[-1]
+    out = subprocess.run(cmd + ["--resume"], env=cluster.env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    final = _check_long(_rows(results), long_reference)
+    assert final["resumed_from"] >= killed_after                          # not iteration 0
