@@ -225,7 +225,9 @@ def test_paper_numbers_in_specs_match_the_reference_file():
 def test_paper_profile_resolves_to_the_real_dataset_and_rejects_unknown_names(tmp_path):
     trials, _ = expand(load_spec("table6"), profile="paper")
     assert {tuple(t.config["data"]["domains"]) for t in trials} == {("cityscapes",)}
-    assert {t.config["model"]["encoder"] for t in trials} == {"resnet101"}
+    # the COCO-initialised DeepLabv2 of the paper's Table 6 caption, in its Caffe layout
+    assert {t.config["model"]["encoder"] for t in trials} == {"deeplabv2_resnet101"}
+    assert {t.config["model"]["pretrained"] for t in trials} == {"coco-deeplabv2-resnet101"}
     import yaml
     path = tiny_spec(tmp_path)
     raw = yaml.safe_load(path.read_text())

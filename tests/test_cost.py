@@ -72,9 +72,10 @@ def test_paper_dry_run_prints_the_bill_without_data_or_probe(monkeypatch, tmp_pa
     cost.model_pass.cache_clear()
     assert cli.main(["contrastive/table6", "--profile", "paper", "--dry-run", "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "7 cells x 2 seeds = 14 trials" in out
-    assert out.count("2 trials x 150000 iterations x") == 7
-    assert "device-hours" in out and "total: 14 trials" in out
+    # the paper profile's 3 seeds: the paper's mean of three labelled splits
+    assert "7 cells x 3 seeds = 21 trials" in out
+    assert out.count("3 trials x 150000 iterations x") == 7
+    assert "device-hours" in out and "total: 21 trials" in out
     assert "NVIDIA A100" in out and "assumed utilisation 35%" in out and "TFLOP/s sustained" in out
     assert "cityscapes 512x512" in out
     # the seven cells share one model: counted once forward+backward, once forward only
