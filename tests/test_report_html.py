@@ -236,7 +236,9 @@ def test_every_figure_the_page_names_is_beside_it(tables):
     html = site.page_path(results, "contrastive", "tiny").read_text()
     folder = site.assets_dir(results, "contrastive", "tiny")
     names = {p.name for p in folder.glob("*.png")}
-    assert names == {"plot.png", "curves.png", "classes_main.png", "spread.png"}
+    # the laptop profile's plot.png is the relative view, the absolute one beside it
+    assert names == {"plot.png", "plot_absolute.png", "curves.png", "classes_main.png", "spread.png"}
+    assert html.index('src="tiny/plot.png"') < html.index('src="tiny/plot_absolute.png"')
     for name in names:
         assert f'src="tiny/{name}"' in html
     for link in ("table.md", "table.tex", "table.csv"):
@@ -305,3 +307,25 @@ def test_a_ratio_to_table_shows_both_percentages_as_table_md_does(tmp_path):
     # a: 40.5 (paper 50), b: 42.5 (paper 51): b is 104.9% of a, and 102.0% in the paper
     assert shown["a"][3:] == ["100.0%", "100.0%"]
     assert shown["b"][3:] == ["104.9%", "102.0%"]
+
+
+def test_the_relative_view_is_each_cells_paired_percent_change_from_its_baseline(tmp_path):
+    from scipy import stats
+    from unisemi.ablation.plots import plot_files, relative_frame
+    spec = load_spec(str(tiny_spec(tmp_path / "specs", cells=("a", "b", "c"), seeds=3)))
+    trials, pending = expand(spec)
+    write_rows(tmp_path / "r", spec, trials, value=lambda cid, seed: NOISY[cid][seed])
+    df = TableStore(tmp_path / "r", spec.suite, spec.name).read()
+    _, summary, _ = table_parts(spec, df, trials, pending, "laptop")
+    frame = relative_frame(spec, summary).set_index("cell")
+    change = 100 * (np.array(NOISY["variant=b"]) / np.array(NOISY["variant=a"]) - 1)   # 2.5, 6.67, 4.0
+    half = stats.t.ppf(0.975, 2) * change.std(ddof=1) / math.sqrt(3)
+    b = frame.loc["variant=b"]
+    assert (b["ours"], b["lo"], b["hi"]) == (pytest.approx(change.mean()), pytest.approx(change.mean() - half),
+                                             pytest.approx(change.mean() + half))
+    assert b["paper"] == pytest.approx(2.0) and frame.loc["variant=c", "paper"] == pytest.approx(8.0)  # 51, 54 vs 50
+    assert tuple(frame.loc["variant=a", ["ours", "lo", "hi", "paper"]]) == (0.0, 0.0, 0.0, 0.0)
+    assert plot_files(spec, "laptop") == {"relative": "plot.png", "absolute": "plot_absolute.png"}
+    assert plot_files(spec, "paper") == {"absolute": "plot.png", "relative": "plot_relative.png"}
+    spec.raw.pop("baseline")
+    assert plot_files(spec, "laptop") == {"absolute": "plot.png"}

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from unisemi.ablation.plots import _pyplot, plot_table
+from unisemi.ablation.plots import _pyplot, plot_files, plot_table
 from unisemi.ablation.rows import selected_rows
 from unisemi.ablation.spec import Spec, cell_id
 
@@ -116,7 +116,8 @@ def _clear_figures(folder: Path) -> None:
         old.unlink()
 
 
-def draw_figures(spec: Spec | None, current: pd.DataFrame, summary, folder: Path, metric: str, order) -> dict:
+def draw_figures(spec: Spec | None, current: pd.DataFrame, summary, folder: Path, metric: str, order,
+                 profile: str | None = None) -> dict:
     """Every figure of a page, written into `folder` (earlier ones removed): {section: [(file
     name, caption)]}. Without a spec, the final evaluations stand in for the selected ones."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -124,8 +125,12 @@ def draw_figures(spec: Spec | None, current: pd.DataFrame, summary, folder: Path
     out: dict = {"plot": [], "curves": [], "classes": [], "spread": []}
     sel = selected_rows(spec, current) if spec is not None else _final_ok(current)
     if spec is not None and summary is not None and len(sel):
-        if plot_table(spec, current, summary, folder) is not None:
-            out["plot"].append(("plot.png", "ours (mean ± sd over trials) beside the paper's numbers"))
+        if plot_table(spec, current, summary, folder, profile) is not None:
+            captions = {"absolute": "ours (mean ± sd over trials) beside the paper's numbers",
+                        "relative": "each cell as the % change from the baseline cell of its column, ours "
+                                    "(paired 95% interval) and the paper's, each against its own baseline"}
+            out["plot"] += [(name, captions[view]) for view, name in
+                            sorted(plot_files(spec, profile).items(), key=lambda kv: kv[1] != "plot.png")]
     curves = curve_frame(current, metric, order)
     if len(curves):
         draw_curves(curves, metric, folder / "curves.png")

@@ -528,7 +528,7 @@ def write_outputs(spec: Spec, df: pd.DataFrame, out_dir: Path, pending: dict | N
         if text:
             paths["per_class.md"] = atomic_write_text(out_dir / "per_class.md", text)
     from unisemi.ablation.plots import plot_table
-    plot = plot_table(spec, current, summary, out_dir)
+    plot = plot_table(spec, current, summary, out_dir, profile)
     if plot is not None:
         paths["plot"] = plot
     return paths

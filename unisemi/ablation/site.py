@@ -224,7 +224,7 @@ def write_page(results, suite: str, table: str, df: pd.DataFrame, trials, pendin
         metric, order, title = "miou", [], f"{suite}/{table} (no spec found: rows only)"
     verdicts = table_claims(spec, summary, profile) if spec is not None else []
     folder = assets_dir(results, suite, table)
-    figs = figures.draw_figures(spec, current, summary, folder, metric, order)
+    figs = figures.draw_figures(spec, current, summary, folder, metric, order, profile)
     counts = status_of(current, trials)
     cost = figures.trial_costs(current)["device_s"].sum() if len(current) else 0.0
     meta = {"suite": suite, "table": table, "title": title, "status": counts.pop("text"), **counts,
