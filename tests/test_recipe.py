@@ -80,6 +80,16 @@ def test_verdicts_same_departure_differs_per_cell_and_free_departures(tmp_path):
     spec = load_spec(str(_paper_spec(tmp_path, departures={**DEPARTURES, "data.batch_size":
                                                            {"value": 3, "why": "stale"}})))
     assert _verdicts(spec)["variant=a"]["data.batch_size"] == "DIFFERS"
+    # a departure's own per-cell value: documents variant a's 2, not variant b's (it says 3 there)
+    spec = load_spec(str(_paper_spec(tmp_path, departures={**DEPARTURES, "data.batch_size": {
+        "value": 3, "why": "per cell", "cells": [{"cell": {"variant": "a"}, "value": 2}]}})))
+    v = _verdicts(spec)
+    assert v["variant=a"]["data.batch_size"] == "departure" and v["variant=b"]["data.batch_size"] == "DIFFERS"
+    # a config-key departure that no cell needs is reported as unused
+    spec = load_spec(str(_paper_spec(tmp_path, departures={**DEPARTURES, "optim.momentum": {
+        "value": 0.5, "why": "stale"}})))
+    trials, _ = expand(spec, "paper", seeds=1)
+    assert recipe.unused_departures(spec, recipe.check_trials(spec, trials)) == ["optim.momentum"]
     # without the cells entry, variant b's 0.02 differs from the card's 0.01
     card = {**CARD, "learning_rates": {"value": {"optim.lr": 0.01}, "source": "Sec. 4"}}
     spec = load_spec(str(_paper_spec(tmp_path, card=card)))
