@@ -246,8 +246,12 @@ def test_precision_footnote_reports_the_resolvable_difference(tmp_path):
     pooled = math.sqrt((2.0 + 8.0) / 2)                # variances 2 and 8
     assert p["pooled_std"] == pytest.approx(pooled) and p["n"] == 2
     assert p["resolvable"] == pytest.approx(stats.t.ppf(0.975, 2) * pooled)
+    # paired: b - a is 10 and 12 at seeds 0 and 1, sd sqrt(2), 2 pairs: t(0.975, 1) sqrt(2) / sqrt(2)
+    assert p["paired_sd"] == pytest.approx(math.sqrt(2)) and p["paired_n"] == 2
+    assert p["paired_resolvable"] == pytest.approx(stats.t.ppf(0.975, 1))
     notes = report.footnotes_for(s, df, {}, "laptop", summary)
-    assert any(n.startswith("Precision: median seed std") for n in notes)
+    assert any(n.startswith("Precision: median seed std") and "the table resolves differences above 12.71 mIoU" in n
+               for n in notes)
 
 
 def test_only_restricts_the_cells_and_rejects_unknown_levels(tmp_path):
