@@ -188,3 +188,15 @@ def test_the_shipped_specs_claims_parse():
         spec = load_spec(str(path))
         found[f"{suite}/{table}"] = [c.name for c in parse_claims(spec.path, spec.raw, spec.paper_value)]
     assert all(found.values()), [k for k, v in found.items() if not v]
+
+
+def test_the_tex_and_markdown_verdicts_escape_what_the_papers_words_hold():
+    from unisemi.ablation import claims
+    row = {"claim": "x_y", "where": "Sec. 5, #City = 50", "words": "a | b at 10^-1", "comparison": "lambda: 1 → 1e1",
+           "effect": 1.0, "lo": 0.5, "hi": 1.5, "n": 2, "interval": "t", "paper_effect": 0.3, "null": 0.0,
+           "unit": "mIoU", "verdict": "inconclusive", "seeds_needed": 7}
+    tex = claims.latex([row], "laptop")
+    assert (r"x\_y & Sec. 5, \#City = 50 & lambda: 1 $\to$ 1e1 & +1.00 [+0.50, +1.50] mIoU (n=2) & +0.30 mIoU & "
+            r"inconclusive ($\approx$7 seeds to resolve the paper's effect) \\") in tex
+    md = claims.markdown([row], "laptop")
+    assert "| x_y | “a \\| b at 10^-1” (Sec. 5, #City = 50) | lambda: 1 → 1e1 |" in md

@@ -303,8 +303,8 @@ def markdown(rows: list[dict], profile: str) -> str:
              "|---|---|---|---|---|---|"]
     for r in rows:
         s = shown(r)
-        lines.append(f"| {r['claim']} | “{r['words']}” ({r['where']}) | {r['comparison']} | {s['ours']} | "
-                     f"{s['paper']} | {s['verdict_text']} |")
+        cells = [r["claim"], f"“{r['words']}” ({r['where']})", r["comparison"], s["ours"], s["paper"], s["verdict_text"]]
+        lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     lines += ["", "Verdict: reproduced = the paired 95% interval excludes the null (0, or a ratio's stated "
               "share) on the paper's side; contradicted = it excludes the paper's effect; inconclusive = "
               "neither, with the seeds a paired design needs (80% power).", ""]
@@ -314,8 +314,9 @@ def markdown(rows: list[dict], profile: str) -> str:
 def latex(rows: list[dict], profile: str) -> str:
     if not rows:
         return ""
-    esc = lambda s: (str(s).replace("\\", "").replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")  # noqa: E731
-                     .replace("→", r"$\to$").replace("≈", r"$\approx$").replace("–", "--"))
+    specials = {"\\": "", "_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#", "$": r"\$", "{": r"\{", "}": r"\}",
+                "^": r"\^{}", "~": r"\~{}", "→": r"$\to$", "≈": r"$\approx$", "–": "--"}
+    esc = lambda s: "".join(specials.get(ch, ch) for ch in str(s))  # noqa: E731
     lines = [r"\begin{table}[t]", r"\centering", r"\small", r"\begin{tabular}{llllll}", r"\toprule",
              r"claim & where & comparison & ours (95\%) & paper & verdict \\", r"\midrule"]
     for r in rows:
