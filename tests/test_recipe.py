@@ -85,6 +85,15 @@ def test_verdicts_same_departure_differs_per_cell_and_free_departures(tmp_path):
         "value": 3, "why": "per cell", "cells": [{"cell": {"variant": "a"}, "value": 2}]}})))
     v = _verdicts(spec)
     assert v["variant=a"]["data.batch_size"] == "departure" and v["variant=b"]["data.batch_size"] == "DIFFERS"
+    # `only:` limits a departure to the matching cells: elsewhere a config-key one documents nothing
+    spec = load_spec(str(_paper_spec(tmp_path, departures={
+        **DEPARTURES, "flips": {**DEPARTURES["flips"], "only": [{"variant": "b"}]},
+        "data.batch_size": {"value": 2, "why": "b only", "only": [{"variant": "b"}]}})))
+    v = _verdicts(spec)
+    assert "flips" not in v["variant=a"] and v["variant=b"]["flips"] == "departure"
+    assert v["variant=a"]["data.batch_size"] == "DIFFERS" and v["variant=b"]["data.batch_size"] == "departure"
+    assert any(n.startswith("Departure from the paper's recipe, flips = none (cells variant=b): ")
+               for n in recipe.departure_notes(spec))
     # a config-key departure that no cell needs is reported as unused
     spec = load_spec(str(_paper_spec(tmp_path, departures={**DEPARTURES, "optim.momentum": {
         "value": 0.5, "why": "stale"}})))

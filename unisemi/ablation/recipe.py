@@ -13,9 +13,11 @@ partial cell (first match wins). `profiles.paper.departures` names each chosen d
     departures:
       data.batch_size: {value: 4, why: "...", cells: [{cell: {method: ours}, value: 2}]}
       lnet_batch: {item: batch, value: "20 (data.batch_size)", why: "..."}
+      supervised_row: {item: augmentations, value: "...", why: "...", only: [{method: supervised}]}
 
 A departure keyed by a config key documents the resolved value where it differs from the card;
-one keyed by another name (with `item:`) documents a difference no config key expresses.
+one keyed by another name (with `item:`) documents a difference no config key expresses;
+`only:` limits a departure to the cells that match one of its partial cells.
 `compare` gives, per cell, each checked key's resolved value, card value and verdict: same,
 departure (documented) or DIFFERS. A paper run refuses a DIFFERS (cli); the departures are
 footnotes of the table (report.footnotes_for).
@@ -33,7 +35,7 @@ ITEMS = ("backbone", "initialisation", "optimiser", "learning_rates", "schedule"
 OPTIONAL_ITEMS = ("method",)
 ITEM_KEYS = {"value", "paper", "source", "cells"}
 CELL_KEYS = {"cell", "value", "source"}
-DEPARTURE_KEYS = {"value", "why", "item", "cells"}
+DEPARTURE_KEYS = {"value", "why", "item", "cells", "only"}
 DEPARTURE_CELL_KEYS = {"cell", "value"}
 # Settings of the table rather than of a trial's config: which evaluation the table shows and how
 # many runs (seeds, each its own label split) a cell averages.
@@ -100,6 +102,12 @@ def check_card(path, recipe, departures, axes: dict) -> None:
         for i, over in enumerate(entry.get("cells") or []):
             check_keys(path, f"{at}.cells[{i}].", over, DEPARTURE_CELL_KEYS)
             _check_cell(path, f"{at}.cells[{i}].cell", over.get("cell"), axes)
+        only = entry.get("only")
+        if only is not None:
+            if not isinstance(only, list) or not only:
+                raise key_error(path, f"{at}.only", f"expected a list of partial cells, got {only!r}")
+            for i, partial in enumerate(only):
+                _check_cell(path, f"{at}.only[{i}]", partial, axes)
 
 
 def _check_values(path, at: str, values, known: set) -> None:
@@ -133,6 +141,12 @@ def _for_cell(entry: dict, cell: dict) -> dict:
             out.update({k: (v, source) for k, v in (over.get("value") or {}).items()})
             break
     return out
+
+
+def _applies(entry: dict, cell: dict) -> bool:
+    """A departure's `only: [partial cells]` limits it to the cells that match one of them."""
+    only = entry.get("only")
+    return only is None or any(_matches(partial, cell) for partial in only)
 
 
 def _departure_value(entry: dict, cell: dict):
@@ -185,6 +199,7 @@ def compare(recipe: dict, departures: dict, cell: dict, values: dict) -> list[di
                 rows.append(dict(item=item, key=key, resolved=got, card=want, verdict=SAME, note=key_source))
                 continue
             dep = departures.get(key)
+            dep = dep if dep is not None and _applies(dep, cell) else None
             if dep is not None and same(got, _departure_value(dep, cell)):
                 rows.append(dict(item=item, key=key, resolved=got, card=want, verdict=DEPARTURE,
                                  note=dep["why"]))
@@ -193,10 +208,10 @@ def compare(recipe: dict, departures: dict, cell: dict, values: dict) -> list[di
                                                   f"{_departure_value(dep, cell)!r}")
                 rows.append(dict(item=item, key=key, resolved=got, card=want, verdict=DIFFERS, note=note))
         for key, dep in departures.items():
-            if dep.get("item") == item:
+            if dep.get("item") == item and _applies(dep, cell):
                 rows.append(dict(item=item, key=key, resolved=_departure_value(dep, cell),
                                  card=entry.get("paper", "(see source)"), verdict=DEPARTURE, note=dep["why"]))
-        if not expected and not any(d.get("item") == item for d in departures.values()):
+        if not expected and not any(d.get("item") == item and _applies(d, cell) for d in departures.values()):
             rows.append(dict(item=item, key="-", resolved="-", card=entry.get("paper"), verdict=SAME,
                              note=f"{source} (no config key)"))
     return rows
@@ -277,10 +292,12 @@ def departure_notes(spec) -> list[str]:
     _, departures = card(spec)
     notes = []
     for key, dep in departures.items():
+        where = " or ".join(",".join(f"{a}={lv}" for a, lv in o.items()) for o in dep.get("only") or [])
         cells = "; ".join(f"{','.join(f'{a}={lv}' for a, lv in o['cell'].items())}: {_show(o['value'])}"
                           for o in dep.get("cells") or [])
         value = _show(dep["value"]) + (f" ({cells})" if cells else "")
-        notes.append(f"Departure from the paper's recipe, {key} = {value}: {dep['why']}")
+        notes.append(f"Departure from the paper's recipe, {key} = {value}"
+                     + (f" (cells {where})" if where else "") + f": {dep['why']}")
     return notes
 
 
