@@ -1,6 +1,8 @@
 """The HTML report: results/report/index.html and one static page per table, from the stored rows.
 
-    results/report/index.html                  every table with rows: status, cost, last row's date
+    results/report/index.html                  every claim with a verdict, then every table with rows:
+                                               status, cost, last row's date
+    results/report/claims.csv                  the index's claims, one row each (claims.CSV_COLUMNS)
     results/report/<suite>/<table>.html        the table as in table.md, and the figures below
     results/report/<suite>/<table>/*.png       the page's figures, beside it (no network needed)
     results/report/<suite>/<table>/page.json   what the index shows for the table, and its spec
