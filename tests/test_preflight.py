@@ -221,3 +221,18 @@ def test_a_token_auth_head_refuses_a_driver_without_or_with_a_wrong_token_in_one
         head.wait()
         log.close()
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_the_search_runs_the_same_checks_on_its_base_config(tmp_path, capsys):
+    from unisemi import cli as unisemi_cli
+    space = str(ROOT / "search_spaces" / "supervised.yaml")
+    missing = tmp_path / "nope.pt"
+    rc = unisemi_cli.main(["tune", space, "--results", str(tmp_path / "r1"), "--samples", "2",
+                           "--set", f"model.pretrained={missing}"])
+    assert rc == 2 and capsys.readouterr().err == (
+        f"error: model.pretrained={missing}: {missing} does not exist (expected a local weights file; "
+        f"nothing is downloaded)\n")
+    address = f"127.0.0.1:{_closed_port()}"
+    rc = unisemi_cli.main(["tune", space, "--results", str(tmp_path / "r2"), "--samples", "2", "--address", address])
+    err = capsys.readouterr().err
+    assert rc == 4 and err.startswith(f"error: --address {address}: no Ray head answers there") and err.count("\n") == 1

@@ -27,7 +27,7 @@ PROBE_TIMEOUT_S = 5.0
 TOKEN_FILE = "~/.ray/unisemi_cluster_token"        # where cluster.yaml puts the cluster's token
 
 
-class PreflightError(RuntimeError):
+class PreflightError(ValueError):
     """Problems found before the run; the message holds one line per problem."""
 
     def __init__(self, problems: list[str]):
@@ -41,8 +41,13 @@ class RayUnreachable(ConnectionError):
 
 
 def check_run(trials, address: str | None = None) -> str:
+    """A table's trials (`t.config` each): see check_configs."""
+    return check_configs([t.config for t in trials], address)
+
+
+def check_configs(configs, address: str | None = None) -> str:
     """Raise PreflightError (every problem, one line each) or RayUnreachable; return the revision
-    the rows will record."""
+    the rows will record. `configs`: the config dicts the trials will run."""
     from unisemi.ablation.provenance import ProvenanceError
 
     problems = []
@@ -51,7 +56,6 @@ def check_run(trials, address: str | None = None) -> str:
     except ProvenanceError as exc:
         problems.append(str(exc))
         rev = None
-    configs = [t.config for t in trials]
     problems += dataset_problems(configs) + weights_problems(configs)
     if problems:
         raise PreflightError(problems)

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import yaml
 
-from unisemi.ablation import ray_session
+from unisemi.ablation import preflight, ray_session
 from unisemi.ablation.spec import check_keys, dotted_to_nested, key_error
 from unisemi.ablation import storage as storage_mod
 from unisemi.ablation.store import StoreError, TableStore, check_results_dir
@@ -378,6 +378,8 @@ def run_search(space: SearchSpace, *, samples: int | None = None, results_dir: s
     # the base so that the driver and the trial build the same payload from it.
     base = _base_for(space.base, request)
     threads = base["train"].get("threads") or 0        # TorchTrainer workers keep torch's default
+    # the base's datasets and weights (the space samples hyperparameters, not paths), revision, address
+    preflight.check_configs([base], address)
     meta = {"run_id": ray_session.new_run_id(), "suite": SUITE, "table": space.name, "profile": SUITE,
             "git_rev": git_revision(), "workers": workers_per_trial, "cpus_per_worker": cpus_per_trial,
             "gpus_per_worker": gpus_per_trial, "storage": storage, "storage_path": storage_mod.join(storage, "train"),
