@@ -23,6 +23,8 @@ def _git(root, *args) -> str:
 
 @pytest.fixture
 def checkout(tmp_path):
+    if not shutil.which("git"):
+        pytest.skip("git is not installed")
     root = tmp_path / "repo"
     root.mkdir()
     _git(root, "init", "-q")
@@ -106,7 +108,8 @@ def test_rows_of_a_run_from_a_copy_without_git_carry_the_launch_checkouts_revisi
     copy = tmp_path / "upload"
     shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".git", "results", "runs", "__pycache__", "*.egg-info"))
     rev = provenance.from_git(ROOT)
-    assert rev and rev != provenance.UNKNOWN
+    if rev is None:
+        pytest.skip(f"{ROOT} is not a git checkout")
     spec = tiny_spec(tmp_path / "specs", cells=("a",), seeds=1, baseline=False)
     cmd = [sys.executable, str(copy / "ablations" / "run.py"), str(spec), "--results", str(tmp_path / "results")]
     env = {k: v for k, v in os.environ.items() if k != provenance.ENV}
