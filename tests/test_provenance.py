@@ -75,6 +75,21 @@ def test_a_copy_without_git_takes_the_launch_record_or_refuses_in_one_line(check
     assert provenance.git_revision(plain, env={}) == provenance.UNKNOWN
 
 
+def test_a_checkout_another_user_owns_still_answers_and_a_broken_git_is_refused(checkout, tmp_path):
+    rev = provenance.from_git(checkout)
+    if os.geteuid() == 0:                      # as root: hand the checkout to nobody, as in a CI container
+        subprocess.run(["chown", "-R", "nobody", str(checkout)], check=True)
+        refused = subprocess.run(["git", "rev-parse", "HEAD"], cwd=checkout, capture_output=True, text=True)
+        assert refused.returncode != 0 and "dubious ownership" in refused.stderr      # what plain git does
+        assert provenance.git_revision(checkout, env={}) == rev
+    broken = tmp_path / "broken"
+    (broken / ".git").mkdir(parents=True)      # a .git git cannot read (an interrupted copy)
+    with pytest.raises(provenance.ProvenanceError, match=r"git cannot tell which revision this checkout is "
+                                                         r"\(fatal: not a git repository"):
+        provenance.git_revision(broken, env={})
+    assert provenance.git_revision(broken, env={provenance.ENV: "abc"}) == "abc"
+
+
 def test_submit_hands_the_revision_to_the_job_and_keeps_every_other_option(checkout, tmp_path):
     rev = provenance.from_git(checkout)
     argv = ["--address", "http://127.0.0.1:8265", "--working-dir", str(checkout), "--no-wait",

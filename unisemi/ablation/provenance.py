@@ -10,7 +10,8 @@ uploads the checkout without `.git`, and `cluster.yaml`'s sync leaves it out too
 comes from `$UNISEMI_GIT_REV`, which `python -m unisemi submit` (submit.py) computes in the
 launching checkout and hands to the job through its runtime environment. A copy of the source
 tree (it has `pyproject.toml` and `ablations/`) with neither `.git` nor the variable is refused
-with one line before anything runs: rows never say `unknown` for code that came from a checkout.
+with one line before anything runs, and so is a `.git` that git cannot read (git missing, a broken
+copy): rows never say `unknown` for code that came from a checkout.
 An installed package outside any source tree has no revision to give; its rows say `unknown`.
 """
 from __future__ import annotations
@@ -31,26 +32,37 @@ class ProvenanceError(ValueError):
 
 
 def _git(root: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", *args], cwd=root, capture_output=True, timeout=30)
+    # Read-only questions about the checkout this code runs from: trusted even when another user
+    # owns it (a CI container, a shared install; git would refuse it as "dubious ownership"), with
+    # nothing of its config run (no fsmonitor hook, no external diff or textconv driver).
+    safe = ["-c", f"safe.directory={root}", "-c", "core.fsmonitor=false"]
+    return subprocess.run(["git", *safe, *args], cwd=root, capture_output=True, timeout=30)
+
+
+def _read_git(root: Path) -> tuple[str | None, str]:
+    """(revision string, "") or (None, why git could not give one)."""
+    try:
+        head = _git(root, "rev-parse", "--short=12", "HEAD")
+        diff = _git(root, "diff", "HEAD", "--binary", "--no-color", "--no-ext-diff", "--no-textconv")
+    except (OSError, subprocess.SubprocessError) as exc:
+        return None, f"git did not run: {exc}"
+    rev = head.stdout.decode().strip()
+    for step in (head, diff):
+        if step.returncode != 0 or not rev:
+            lines = step.stderr.decode(errors="replace").strip().splitlines()
+            return None, lines[0] if lines else f"git exited {step.returncode}"
+    if not diff.stdout:
+        return rev, ""
+    return f"{rev}-dirty-{hashlib.sha256(diff.stdout).hexdigest()[:12]}", ""
 
 
 def from_git(root: str | Path) -> str | None:
     """`<rev>` or `<rev>-dirty-<diff hash>` of the checkout at `root`; None if it is not one
-    (or git is missing)."""
+    (or git cannot read it)."""
     root = Path(root)
     if not (root / ".git").exists():      # a folder inside some other repository is not this code's
         return None
-    try:
-        head = _git(root, "rev-parse", "--short=12", "HEAD")
-        diff = _git(root, "diff", "HEAD", "--binary", "--no-color", "--no-ext-diff")
-    except (OSError, subprocess.SubprocessError):
-        return None
-    rev = head.stdout.decode().strip()
-    if head.returncode != 0 or not rev or diff.returncode != 0:
-        return None
-    if not diff.stdout:
-        return rev
-    return f"{rev}-dirty-{hashlib.sha256(diff.stdout).hexdigest()[:12]}"
+    return _read_git(root)[0]
 
 
 def is_source_tree(root: str | Path) -> bool:
@@ -65,12 +77,15 @@ def git_revision(root: str | Path | None = None, env=None) -> str:
     for a source tree without either."""
     root = Path(root) if root is not None else ROOT
     env = os.environ if env is None else env
-    rev = from_git(root)
+    rev, why = _read_git(root) if (root / ".git").exists() else (None, "")
     if rev:
         return rev
     given = (env.get(ENV) or "").strip()
     if given:
         return given
+    if why:
+        raise ProvenanceError(f"{root}: git cannot tell which revision this checkout is ({why}); make git "
+                              f"work there, or set {ENV} to the revision")
     if is_source_tree(root):
         raise ProvenanceError(
             f"{root} is a copy of the source tree without .git, so its git revision is unknown (a "
