@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 
 import torch
 import torch.nn.functional as F
@@ -10,13 +9,13 @@ from torch import Tensor, nn
 
 from .encoders import ENCODERS, check_output_stride
 from .heads import HEADS
-from .weights import load_encoder_weights, summarize, weights_hash
+from .loading import check_published_hash, load_pretrained, source_for
+from .weights import load_encoder_weights, weights_hash
 
 __all__ = ["ENCODERS", "HEADS", "SegmentationModel", "build_model", "load_encoder_weights",
            "weights_hash"]
 
 log = logging.getLogger("unisemi")
-CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".tar")
 
 
 def _lookup(table: dict, name: str, kind: str):
@@ -113,24 +112,6 @@ def encode_parts(model, parts: list[Tensor]) -> list[dict[str, Tensor]]:
     return out
 
 
-def _pretrained_path(value, cfg=None) -> str | None:
-    """Return a file path to load, None for no weights; reject unknown keywords.
-    ``synthetic`` is the shapes-pretrained encoder of this config (unisemi.pretrain), built into
-    the cache if missing."""
-    if value is None or str(value).strip().lower() in ("", "none"):
-        return None
-    value = str(value)
-    if value.strip().lower() == "synthetic":
-        from unisemi.pretrain import ensure_pretrained
-        return str(ensure_pretrained(cfg))
-    looks_like_path = (os.sep in value or "/" in value or value.endswith(CHECKPOINT_SUFFIXES)
-                       or os.path.exists(value))
-    if not looks_like_path:
-        raise ValueError(f"pretrained={value!r} is neither 'none', 'synthetic' nor a path to a "
-                         f"local checkpoint file")
-    return value
-
-
 def build_model(cfg, label_spaces: dict[str, int]) -> SegmentationModel:
     """Build encoder + one head per ``label_spaces`` entry from a model config."""
     if not label_spaces:
@@ -138,11 +119,15 @@ def build_model(cfg, label_spaces: dict[str, int]) -> SegmentationModel:
     encoder_fn = _lookup(ENCODERS, cfg.encoder, "encoder")
     head_fn = _lookup(HEADS, cfg.head, "head")
     check_output_stride(cfg.output_stride)
-    path = _pretrained_path(getattr(cfg, "pretrained", "none"), cfg)
+    source = source_for(getattr(cfg, "pretrained", "none"), cfg.encoder, cfg)
     encoder = encoder_fn(int(cfg.output_stride), int(getattr(cfg, "width", 32)))
-    if path is not None:
-        log.info(summarize(load_encoder_weights(encoder, path), path))
+    if source is not None:
+        # Complete or a one-line error (loading.py); model.pretrained_partial lets a laptop run
+        # start from a partial file, with a warning that gives the counts.
+        load_pretrained(encoder, cfg.encoder, source, bool(getattr(cfg, "pretrained_partial", False)))
     model = SegmentationModel(encoder, head_fn, label_spaces, cfg)
     # Results record which weights a run started from (None: random init).
-    model.weights_hash = weights_hash(path) if path is not None else None
+    model.weights_hash = weights_hash(source.path) if source is not None else None
+    if source is not None:
+        check_published_hash(source, model.weights_hash)
     return model

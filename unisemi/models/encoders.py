@@ -1,4 +1,5 @@
-"""Encoders: dilated ResNets (torchvision-compatible names) and a tiny CPU net.
+"""Encoders: dilated ResNets (torchvision-compatible names), a tiny CPU net, and the papers' own
+backbones (backbones.py).
 
 Every encoder returns ``{"low": stride-4 features, "out": stride-os features}``
 and exposes ``low_channels`` / ``out_channels``.
@@ -7,6 +8,8 @@ from __future__ import annotations
 
 import torch.nn as nn
 from torch import Tensor
+
+from .backbones import PAPER_ENCODERS
 
 VALID_OUTPUT_STRIDES = (8, 16)
 
@@ -202,5 +205,7 @@ def resnet101(output_stride: int = 8, width: int = 64) -> nn.Module:
     return DilatedResNet(Bottleneck, [3, 4, 23, 3], output_stride)
 
 
+# The papers' own backbones (Caffe-style DeepLabv2 ResNet-101, VGG-16 LargeFOV, DRN-D-22) live in
+# backbones.py with the key names of their published weight files.
 ENCODERS = {"tiny": tiny, "resnet18": resnet18, "resnet34": resnet34,
-            "resnet50": resnet50, "resnet101": resnet101}
+            "resnet50": resnet50, "resnet101": resnet101, **PAPER_ENCODERS}

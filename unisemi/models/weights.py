@@ -1,4 +1,6 @@
-"""Load optional pretrained encoder weights from a local file (never downloads)."""
+"""Read a local weights file (never downloads) and compare / copy it into an encoder by name.
+
+The conversion of published layouts and the strict load live in convert.py and loading.py."""
 from __future__ import annotations
 
 import hashlib
@@ -10,9 +12,6 @@ import torch.nn as nn
 
 # Wrappers added by DataParallel / segmentation frameworks around the encoder.
 STRIP_PREFIXES = ("module.", "encoder.", "backbone.")
-# Keys of an ImageNet classifier that an encoder never has; reported as
-# unexpected but not worth a warning.
-EXPECTED_EXTRA_PREFIXES = ("fc.",)
 
 
 def _unwrap(obj, path: Path) -> Mapping:
@@ -53,36 +52,58 @@ def read_state_dict(path) -> dict[str, torch.Tensor]:
     return {_strip(str(k)): v for k, v in state.items() if torch.is_tensor(v)}
 
 
-def load_encoder_weights(encoder: nn.Module, path) -> dict[str, list[str]]:
-    """Copy shape-matching tensors from ``path`` into ``encoder`` by name.
+def _counted(key: str) -> bool:
+    # BN step counters are absent from many published checkpoints and carry no learned
+    # information, so they are neither required nor reported as missing.
+    return not key.endswith("num_batches_tracked")
 
-    Returns lists of names: ``loaded``, ``missing`` (in the encoder, not in the
-    file), ``unexpected`` (in the file, not in the encoder; includes ``fc.*``),
-    ``mismatched`` (same name, different shape; left untouched).
-    """
-    source = read_state_dict(path)
+
+def compare(encoder: nn.Module, source: Mapping) -> dict[str, list[str]]:
+    """What `source` would give `encoder`: ``loaded`` (name and shape fit), ``missing`` (in the
+    encoder, not in the file), ``unexpected`` (in the file, not in the encoder), ``mismatched``
+    (same name, other shape). Counted tensors exclude num_batches_tracked."""
     target = encoder.state_dict()
-    loadable = {k: v for k, v in source.items() if k in target and v.shape == target[k].shape}
-    encoder.load_state_dict(loadable, strict=False)
     return {
-        "loaded": sorted(loadable),
-        # BN step counters are absent from many published checkpoints and carry
-        # no learned information, so they are not reported as missing.
-        "missing": sorted(k for k in target
-                          if k not in source and not k.endswith("num_batches_tracked")),
+        "loaded": sorted(k for k, v in source.items() if k in target and v.shape == target[k].shape),
+        "missing": sorted(k for k in target if k not in source and _counted(k)),
         "unexpected": sorted(k for k in source if k not in target),
-        "mismatched": sorted(k for k in source if k in target and k not in loadable),
+        "mismatched": sorted(k for k, v in source.items() if k in target and v.shape != target[k].shape),
     }
 
 
-def summarize(report: dict[str, list[str]], path) -> str:
-    """One-line summary for logs; expected extras (fc.*) are not counted as surprises."""
-    extra = [k for k in report["unexpected"] if not k.startswith(EXPECTED_EXTRA_PREFIXES)]
-    line = (f"encoder weights from {path}: loaded {len(report['loaded'])}, "
-            f"missing {len(report['missing'])}, unexpected {len(extra)}, "
-            f"mismatched {len(report['mismatched'])}")
-    examples = (report["missing"] + extra + report["mismatched"])[:3]
-    return line + (f" (e.g. {', '.join(examples)})" if examples else "")
+def is_complete(report: dict[str, list[str]]) -> bool:
+    """Every encoder tensor from the file with its shape, and nothing in the file left over."""
+    return not (report["missing"] or report["mismatched"] or report["unexpected"])
+
+
+def encoder_tensors(encoder: nn.Module) -> int:
+    return sum(1 for k in encoder.state_dict() if _counted(k))
+
+
+def copy_loaded(encoder: nn.Module, source: Mapping, report: dict[str, list[str]]) -> None:
+    encoder.load_state_dict({k: source[k] for k in report["loaded"]}, strict=False)
+
+
+def load_encoder_weights(encoder: nn.Module, path) -> dict[str, list[str]]:
+    """Copy shape-matching tensors from ``path`` into ``encoder`` by name, no conversion and no
+    completeness check (`load_pretrained` in models/__init__ does both); returns `compare`'s report."""
+    source = read_state_dict(path)
+    report = compare(encoder, source)
+    copy_loaded(encoder, source, report)
+    return report
+
+
+def incomplete_line(report: dict[str, list[str]], what: str, total: int, encoder: str) -> str:
+    """One line for a load that is not complete and exact: the counts and the first keys of each kind."""
+    loaded = sum(1 for k in report["loaded"] if _counted(k))
+    parts = [f"{what} does not fit encoder {encoder}: {loaded} of {total} encoder tensors from the file"]
+    for kind in ("missing", "mismatched", "unexpected"):
+        keys = report[kind]
+        if keys:
+            more = ", ..." if len(keys) > 3 else ""
+            parts.append(f"{len(keys)} {kind} (first: {', '.join(keys[:3])}{more})")
+    return "; ".join(parts) + ("; set model.pretrained_partial=true to start from it anyway "
+                               "(laptop runs only)")
 
 
 def weights_hash(path) -> str:
