@@ -163,3 +163,16 @@ def test_weights_check_exit_codes_and_report(tmp_path, monkeypatch, capsys):
     assert cli_main(["weights", "check", "imagenet-vgg16"]) == 2
     err = capsys.readouterr().err
     assert f"expected {tmp_path / 'empty' / 'vgg16-397923af.pth'}" in err and err.count("\n") == 1
+
+
+def test_weights_problem_is_the_run_s_error_before_any_trial(tmp_path, monkeypatch):
+    from unisemi.models.loading import weights_problem
+    _partial(tmp_path, monkeypatch, "layer4.1.conv2.weight")
+    line = weights_problem("imagenet-resnet18", "resnet18")
+    assert line.startswith("pretrained 'imagenet-resnet18'") and "1 missing (first: layer4.1.conv2.weight)" in line
+    assert weights_problem("imagenet-resnet18", "resnet18", partial=True) is None
+    assert weights_problem("imagenet-resnet18", "resnet34").startswith("pretrained 'imagenet-resnet18' holds a resnet18")
+    assert weights_problem("synthetic", "tiny") is None and weights_problem("none", "tiny") is None
+    path, _ = published_file("imagenet-drn-d-22")
+    monkeypatch.setenv("UNISEMI_WEIGHTS", str(path.parent))
+    assert weights_problem("imagenet-drn-d-22", "drn_d_22") is None

@@ -17,7 +17,8 @@ from pathlib import Path
 import torch.nn as nn
 
 from . import convert, published
-from .weights import compare, copy_loaded, encoder_tensors, incomplete_line, is_complete, read_state_dict
+from .weights import (compare, copy_loaded, encoder_tensors, incomplete_line, is_complete,
+                      read_state_dict)
 
 log = logging.getLogger("unisemi")
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".tar")
@@ -103,3 +104,25 @@ def check_published_hash(source: Source, digest: str) -> None:
     if prefix and not digest.startswith(prefix[:len(digest)]):
         log.warning(f"{source.what}: sha256 starts {digest[:len(prefix)]}, the published file's "
                     f"name says {prefix}: this is not the published file")
+
+
+def weights_problem(value, encoder: str, width: int = 32, partial: bool = False) -> str | None:
+    """The one line that `model.pretrained=value` would stop a run with, or None: for a driver to
+    call before any trial starts (the encoder is built on the meta device: shapes only, no init).
+    'synthetic' is not checked here: the runner builds it (unisemi.pretrain)."""
+    import torch
+
+    from .encoders import ENCODERS
+    if value is None or str(value).strip().lower() in ("", "none", "synthetic"):
+        return None
+    try:
+        if encoder not in ENCODERS:
+            raise ValueError(f"unknown encoder {encoder!r}; known: {sorted(ENCODERS)}")
+        source = source_for(value, encoder)
+        with torch.device("meta"):
+            found = inspect(ENCODERS[encoder](8, width), encoder, source)
+    except (ValueError, FileNotFoundError) as exc:
+        return str(exc)
+    if found.complete or partial:
+        return None
+    return incomplete_line(found.report, source.what, found.total, encoder)
