@@ -203,3 +203,20 @@ def test_the_tex_and_markdown_verdicts_escape_what_the_papers_words_hold():
             r"inconclusive ($\approx$7 seeds to resolve the paper's effect) \\") in tex
     md = claims.markdown([row], "laptop")
     assert "| x_y | “a \\| b at 10^-1” (Sec. 5, #City = 50) | lambda: 1 → 1e1 |" in md
+
+
+def test_a_consistent_effect_below_the_printed_digit_never_reproduces_a_claim():
+    from unisemi.ablation import paired
+    from unisemi.ablation.claims import Claim, verdict
+    claim = Claim(name="too_low_dilutes", words="w", where="s", kind="compare",
+                  cells=({"l": "1e-1"}, {"l": "1e-4"}), domain="main", paper_effect=1.8, null=0.0)
+    # table6 at two seeds: 1e-1 - 1e-4 = +0.0062 and +0.0061, an interval far from 0 and from +1.8
+    m = paired.paired([0.0062, 0.0061])
+    assert m["lo"] > 0 and m["hi"] < 1.8
+    assert verdict(claim, m) == ("contradicted", None)
+    # the same interval around +0.6 reproduces it
+    m = paired.paired([0.6062, 0.6061])
+    assert verdict(claim, m) == ("reproduced", None)
+    # and a paper effect inside a wide interval is inconclusive, with the seeds to resolve it
+    m = paired.paired([0.0, 3.0])
+    assert verdict(claim, m) == ("inconclusive", paired.seeds_needed(1.8, m["sd"]))

@@ -19,7 +19,8 @@ Each claim is measured on the (seed, split) pairs its cells share (paired.py): t
 difference, slope or share, its mean and 95% interval (t, or bootstrap from 10 pairs; Welch's
 interval where the cells share fewer than two pairs). The claim's null is 0 for a difference or
 a slope, and the `null:` share of a ratio (the share at which the claim would fail). Verdict:
-  reproduced    the interval excludes the null on the paper's side of it;
+  reproduced    the interval excludes the null on the paper's side of it, by an effect the table
+                can print (at least paired.RESOLUTION from the null);
   contradicted  otherwise, when the interval excludes the paper's effect (whatever its sign);
   inconclusive  neither; with the pairs a paired design would need to resolve the paper's effect
                 from the null at the measured sd (noncentral t, 80% power, two-sided 5%).
@@ -236,7 +237,8 @@ def verdict(claim: Claim, m: dict) -> tuple[str, int | None]:
     if math.isnan(lo) or math.isnan(hi):
         return "inconclusive", None
     side = np.sign(paper_effect - null)
-    if (side > 0 and lo > null) or (side < 0 and hi < null):
+    visible = abs(m["mean"] - null) >= paired.RESOLUTION
+    if visible and ((side > 0 and lo > null) or (side < 0 and hi < null)):
         return "reproduced", None
     if not lo <= paper_effect <= hi:
         return "contradicted", None

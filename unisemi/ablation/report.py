@@ -30,11 +30,7 @@ from unisemi.ablation.spec import Spec, cell_id, expand
 from unisemi.atomic import atomic_write_text
 
 INCOMPLETE = "†"          # marks a cell with fewer finished trials than the expansion has
-# Half the last printed digit (means show one decimal): a difference below it cannot be seen in the
-# table, so it is never a significant lead or mark, whatever its p. With 2 seeds the paired t test
-# has 1 df and two nearly equal differences (+0.0049, +0.0051) give a small p for a lead of 0.005:
-# exact under normal differences, and still no finding worth a mark.
-RESOLUTION = 0.05
+RESOLUTION = paired.RESOLUTION    # a difference below half the printed digit is never a finding
 
 
 def trial_counts(trials, df: pd.DataFrame) -> dict:
