@@ -58,9 +58,18 @@ def train_worker(loop_config: dict) -> None:
                 checkpoint = ray.train.Checkpoint.from_directory(tmp)
             ray.train.report(metrics, checkpoint=checkpoint)
 
+    def keep(iteration, save_checkpoint):
+        """A checkpoint between evaluations (train.checkpoint_every), reported by every rank."""
+        with tempfile.TemporaryDirectory() as tmp:
+            checkpoint = None
+            if rank == 0:
+                save_checkpoint(tmp)
+                checkpoint = ray.train.Checkpoint.from_directory(tmp)
+            ray.train.report({"iteration": iteration, "device": device}, checkpoint=checkpoint)
+
     device = device_name(loop_config["config"], ray.train.get_context().get_world_size())
     try:
-        fit(cfg, report=report, resume=resume_dir)
+        fit(cfg, report=report, keep=keep, resume=resume_dir)
     except NonFiniteLoss as exc:
         # Deterministic, so not worth a restart: report it as the run's last result instead.
         ray.train.report({"iteration": -1, "failed": "nan", "error": str(exc), "device": device})
@@ -90,11 +99,14 @@ def run_trainer(cfg: Config, num_workers: int = 2, cpus_per_worker: float = 1.0,
                 callbacks=(), env: dict | None = None):
     """Fit `cfg` with a TorchTrainer of `num_workers` DDP workers; returns Ray's `Result`.
     `env` is set in every worker before it reads data (the driver's UNISEMI_DATA)."""
-    from ray.train import FailureConfig, RunConfig
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig
     from ray.train.torch import TorchTrainer
 
+    # One checkpoint kept, as Tune keeps for an in-process trial: train.checkpoint_every would
+    # otherwise pile up one full state per interval in the storage.
     run_config = RunConfig(storage_path=storage_path, name=name, callbacks=list(callbacks),
-                           failure_config=FailureConfig(max_failures=max_failures))
+                           failure_config=FailureConfig(max_failures=max_failures),
+                           checkpoint_config=CheckpointConfig(num_to_keep=1))
     trainer = TorchTrainer(train_worker, train_loop_config={"config": to_dict(cfg), "env": dict(env or {})},
                            scaling_config=scaling_config(num_workers, cpus_per_worker, gpus_per_worker),
                            run_config=run_config)
