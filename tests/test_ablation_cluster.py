@@ -198,3 +198,16 @@ def test_a_retry_is_counted_and_resume_continues_from_the_stored_checkpoint(tmp_
     assert final["resumed_from"] == 3 and final["retries"] == 1 and 0 <= final["lost_s"] < 30
     assert final["checkpoints"].startswith(str(storage) + "/contrastive-table1-")
     assert final["miou"] == pytest.approx(clean["miou"].iloc[-1], abs=1e-9)
+
+
+def test_the_footnote_counts_retries_and_the_work_they_recomputed_from_final_rows():
+    import pandas as pd
+
+    from unisemi.ablation.rows import retries_note
+    df = pd.DataFrame({"trial": ["t1", "t1", "t2", "t3", "t3"], "is_final": [False, True, True, True, True],
+                       "retries": [1, 2, 0, 1, 1], "lost_s": [4.0, 10.4, 0.0, 3.0, 3.0]})
+    # t1's final row counts 2 retries; t3 has two domains (one final row each): counted once
+    assert retries_note(df) == ("2 trial(s) retried 3 time(s) after a lost node or an error, each from its "
+                                "last checkpoint; about 13 s of work recomputed.")
+    assert retries_note(df.assign(retries=0)) is None
+    assert retries_note(df.assign(retries=None)) is None          # rows written before the column

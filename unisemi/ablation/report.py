@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from unisemi.ablation import claims as claims_mod, paired
-from unisemi.ablation.rows import describe_set_aside, in_expansion, selected_rows, set_aside, trial_states
+from unisemi.ablation.rows import describe_set_aside, in_expansion, retries_note, selected_rows, set_aside, trial_states
 from unisemi.ablation.spec import Spec, cell_id, expand
 from unisemi.atomic import atomic_write_text
 
@@ -460,7 +460,7 @@ def footnotes_for(spec: Spec, df: pd.DataFrame, pending: dict, profile: str | No
                                 for r in failed.itertuples())
             notes.append(f"{len(failed)} failed trial(s), excluded: {reasons}")
     for note in (incomplete_note(spec, summary) if summary is not None else None,
-                 describe_set_aside(ignored or {})):
+                 describe_set_aside(ignored or {}), retries_note(df)):
         if note:
             notes.append(note)
     by_reason: dict = {}

@@ -91,3 +91,17 @@ def trial_states(df: pd.DataFrame, trials) -> dict:
     for key, g in (fin.groupby("trial") if len(fin) else ()):
         status[key] = "ok" if (g["status"] == "ok").all() else "failed"
     return {t.key: status.get(t.key, "missing") for t in trials}
+
+
+def retries_note(df: pd.DataFrame) -> str | None:
+    """'1 trial(s) retried 1 time(s) after a lost node or an error, each from its last checkpoint;
+    about 3 s of work recomputed.' from the final rows' counts, or None without retries."""
+    if not len(df) or "retries" not in df:
+        return None
+    fin = df[df["is_final"]].drop_duplicates("trial")        # one row per trial, its last run's counts
+    retried = fin[fin["retries"].fillna(0) > 0]
+    if not len(retried):
+        return None
+    return (f"{len(retried)} trial(s) retried {int(retried['retries'].sum())} time(s) after a lost node or an "
+            f"error, each from its last checkpoint; about {float(retried['lost_s'].fillna(0).sum()):.0f} s of "
+            f"work recomputed.")

@@ -15,6 +15,7 @@ lock file for the whole run (lock.py).
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from unisemi.ablation import preflight, ray_session
@@ -244,7 +245,9 @@ def _launch(spec, todo, store, profile, results_dir, address, workers_per_trial,
     with ray_session.ray_session(address, num_cpus):
         growth = ray_session.detect_growth()
         ray_session.check_placement(request, growth, RunnerError, log)
-        log(f"storage {storage}: {storage_mod.check_storage(storage)}")
+        t0 = time.perf_counter()
+        how = storage_mod.check_storage(storage)
+        log(f"storage {storage}: {how} (checked in {time.perf_counter() - t0:.1f} s)")
         payload = {t.key: t.payload() for t in todo}
         for p in payload.values():
             ray_session.for_resources(p["config"], request)
