@@ -27,12 +27,12 @@ def test_the_exit_code_counts_errored_and_missing_trials_but_not_a_diverged_one(
 
 @pytest.mark.slow
 def test_errored_trials_exit_3_after_the_rows_table_and_page_are_written(tmp_path, ray_local, capsys):
-    # A weights file that exists and is readable passes the preflight but is no checkpoint: the
-    # trial fails when it builds its model, every attempt.
-    garbage = tmp_path / "weights.pt"
-    garbage.write_bytes(b"not a torch checkpoint")
+    # A checkpoint folder under a file passes validation and the preflight, and fails at the
+    # trial's first evaluation (iteration 3 of 6), every attempt.
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
     spec = tiny_spec(tmp_path / "specs", cells=("a",), seeds=1, baseline=False,
-                     extra_levels={"broken": {"set": {"model.pretrained": str(garbage)}}})
+                     extra_levels={"broken": {"set": {"train.out_dir": str(blocker / "runs")}}})
     results = tmp_path / "results"
     rc = cli.main([str(spec), "--results", str(results), "--max-failures", "0"])
     err = capsys.readouterr().err

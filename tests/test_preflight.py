@@ -69,18 +69,32 @@ def test_a_missing_weights_file_stops_with_one_line(tmp_path, capsys):
     assert _no_rows(tmp_path / "results")
 
 
-def test_weights_that_are_a_folder_or_fine(tmp_path):
+def test_weights_that_are_a_folder_not_a_checkpoint_or_fine(tmp_path):
+    import torch
+
+    from unisemi.models.encoders import ENCODERS
     folder = tmp_path / "w"
     folder.mkdir()
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a torch checkpoint")
     good = tmp_path / "good.pt"
-    good.write_bytes(b"x")
-    configs = [{"model": {"pretrained": str(folder), "encoder": "tiny"}},
-               {"model": {"pretrained": str(good), "encoder": "tiny"}},
-               {"model": {"pretrained": "synthetic", "encoder": "tiny"}},      # built by the runner
-               {"model": {"pretrained": "none", "encoder": "tiny"}},
-               {"model": {"pretrained": str(folder), "encoder": "tiny"}}]      # the same file once
-    assert preflight.weights_problems(configs) == [
-        f"model.pretrained={folder}: {folder} is a folder (expected a local weights file; nothing is downloaded)"]
+    torch.save(ENCODERS["tiny"](8, 8).state_dict(), good)
+    tiny = {"encoder": "tiny", "width": 8}
+    configs = [{"model": {**tiny, "pretrained": str(folder)}},
+               {"model": {**tiny, "pretrained": str(good)}},
+               {"model": {**tiny, "pretrained": str(garbage)}},
+               {"model": {**tiny, "pretrained": "synthetic"}},      # built by the runner
+               {"model": {**tiny, "pretrained": "none"}},
+               {"model": {**tiny, "pretrained": str(folder)}}]      # the same file once
+    problems = preflight.weights_problems(configs)
+    assert problems[0] == (f"model.pretrained={folder}: {folder} is a folder (expected a local weights file; "
+                           f"nothing is downloaded)")
+    assert len(problems) == 2 and problems[1].startswith(f"model.pretrained={garbage}: {garbage} is not a readable "
+                                                          f"torch checkpoint")
+    assert "\n" not in problems[1]
+    # the good file for another width does not fill that encoder
+    [wrong] = preflight.weights_problems([{"model": {"encoder": "tiny", "width": 16, "pretrained": str(good)}}])
+    assert wrong.startswith(f"model.pretrained={good}: ")
 
 
 def _cfg(**data):

@@ -7,7 +7,8 @@ with one line per problem instead of failing in every trial, retried, an hour in
   first step does (`python -m unisemi data check` without the decoding), with the published count
   where `data.check_counts` is on.
 - The pretrained weights of the trials' configs: a published name resolves under
-  `$UNISEMI_WEIGHTS`, a path must be a readable file. (`synthetic` is built by the runner.)
+  `$UNISEMI_WEIGHTS`, a path must be a readable file, and the file must fill the encoder (read
+  once on the driver). (`synthetic` is built by the runner.)
 - The cluster address: a `host:port` that refuses a TCP connection is one line (Ray itself would
   retry for minutes); connection and token errors of `ray.init` become one line too
   (`unreachable_text`, used by ray_session).
@@ -125,29 +126,30 @@ def dataset_problems(configs, env=None) -> list[str]:
 # ----------------------------------------------------------------------------------------------
 # pretrained weights
 
-def _weights_path(value: str, encoder: str) -> Path:
-    """The file `model.pretrained=value` reads; ValueError / FileNotFoundError with one line."""
-    try:
-        from unisemi.models.loading import source_for      # published names under $UNISEMI_WEIGHTS
-    except ImportError:
-        return Path(value).expanduser()
-    return Path(source_for(value, encoder).path)
+def _first_line(text) -> str:
+    # torch.load's errors run to several lines of advice; the first names the file and the fault
+    return next((ln.strip() for ln in str(text).splitlines() if ln.strip()), str(text))
 
 
 def weights_problems(configs) -> list[str]:
-    """One line per pretrained weights file that is missing or unreadable."""
+    """One line per pretrained weights file that is missing, unreadable, or does not fill the
+    config's encoder (models.loading.weights_problem: the file read, the encoder built on the meta
+    device, so a wrong or partial file stops here and not in every trial)."""
+    from unisemi.models.loading import source_for, weights_problem
+
     problems, seen = [], set()
     for values in configs:
         model = values.get("model", {})
         value = str(model.get("pretrained", "none") or "none").strip()
         encoder = str(model.get("encoder", ""))
-        if value.lower() in ("", "none", "synthetic") or (value, encoder) in seen:
+        width, partial = int(model.get("width", 32) or 32), bool(model.get("pretrained_partial", False))
+        if value.lower() in ("", "none", "synthetic") or (value, encoder, width, partial) in seen:
             continue
-        seen.add((value, encoder))
+        seen.add((value, encoder, width, partial))
         try:
-            path = _weights_path(value, encoder)
+            path = Path(source_for(value, encoder).path)      # a published name under $UNISEMI_WEIGHTS
         except (ValueError, FileNotFoundError) as exc:
-            problems.append(f"model.pretrained={value}: {exc}")
+            problems.append(f"model.pretrained={value}: {_first_line(exc)}")
             continue
         why = None if path.is_file() else (
             "is a folder" if path.is_dir() else
@@ -161,6 +163,10 @@ def weights_problems(configs) -> list[str]:
         if why:
             problems.append(f"model.pretrained={value}: {path} {why} (expected a local weights file; "
                             f"nothing is downloaded)")
+            continue
+        line = weights_problem(value, encoder, width, partial)
+        if line:
+            problems.append(f"model.pretrained={value}: {_first_line(line)}")
     return problems
 
 
