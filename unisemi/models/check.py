@@ -40,6 +40,9 @@ def hash_lines(path, entry) -> list[str]:
 def cmd_check(args) -> int:
     from .encoders import ENCODERS
     value = args.weights
+    if value.strip().lower() in ("none", "synthetic"):
+        raise ValueError(f"weights check: {value!r} is not a file to check (the synthetic stand-in is "
+                         f"built and checked by python -m unisemi pretrain)")
     entry = published.lookup(value) if value in published.PUBLISHED or value in published.RETIRED else None
     encoder_name = args.encoder or (entry.encoder if entry else None)
     if encoder_name is None:
@@ -47,8 +50,6 @@ def cmd_check(args) -> int:
     if encoder_name not in ENCODERS:
         raise ValueError(f"unknown encoder {encoder_name!r}; known: {sorted(ENCODERS)}")
     source = source_for(value, encoder_name)
-    if source is None:
-        raise ValueError(f"weights check: {value!r} names no weights")
     encoder = ENCODERS[encoder_name](8, args.width)
     found = inspect(encoder, encoder_name, source)
     print(source.what)
