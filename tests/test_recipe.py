@@ -62,9 +62,11 @@ def test_every_shipped_paper_profile_matches_its_card(suite, table):
                for r in rows if r["verdict"] == recipe.DIFFERS]
     assert differs == []
     assert recipe.unused_departures(spec, checked) == []
-    # every paper profile names a pretrained initialisation
-    assert {t.config["model"]["pretrained"] for t in trials} != {"none"}
-    assert all(t.config["model"]["pretrained"] not in ("none", "synthetic") for t in trials)
+    # every paper profile names published weights, trained as the encoder it runs
+    from unisemi.models.published import PUBLISHED
+    for t in trials:
+        name = t.config["model"]["pretrained"]
+        assert name in PUBLISHED and PUBLISHED[name].encoder == t.config["model"]["encoder"], (t.cell_id, name)
 
 
 def test_verdicts_same_departure_differs_per_cell_and_free_departures(tmp_path):
