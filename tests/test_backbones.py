@@ -137,11 +137,11 @@ def test_published_layout_loads_and_changes_the_forward(name, weights, monkeypat
                                             ("vgg16_largefov", (1024, 41, 41)), ("drn_d_22", (512, 41, 41))])
 def test_paper_encoders_are_priced_from_flops(name, features):
     """cost.py prices a step from FLOPs counted on the meta device: the new encoders just work."""
-    from unisemi.ablation.step_flops import model_pass
-    cfg = SimpleNamespace(encoder=name, output_stride=8, width=64, head="aspp", pretrained="none")
     import dataclasses
+
+    from unisemi.ablation.step_flops import model_pass
     from unisemi.config import ModelConfig
-    mc = dataclasses.replace(ModelConfig(), **vars(cfg))
+    mc = dataclasses.replace(ModelConfig(), encoder=name, output_stride=8, head="aspp")
     fwd, shape = model_pass(mc, 21, (321, 321), False)
     both, _ = model_pass(mc, 21, (321, 321), True)
     assert shape == features and fwd > 1e10 and 2 * fwd < both < 4 * fwd

@@ -176,7 +176,8 @@ def test_weights_problem_is_the_run_s_error_before_any_trial(tmp_path, monkeypat
     line = weights_problem("imagenet-resnet18", "resnet18")
     assert line.startswith("pretrained 'imagenet-resnet18'") and "1 missing (first: layer4.1.conv2.weight)" in line
     assert weights_problem("imagenet-resnet18", "resnet18", partial=True) is None
-    assert weights_problem("imagenet-resnet18", "resnet34").startswith("pretrained 'imagenet-resnet18' holds a resnet18")
+    assert weights_problem("imagenet-resnet18", "resnet34").startswith(
+        "pretrained 'imagenet-resnet18' holds a resnet18")
     assert weights_problem("synthetic", "tiny") is None and weights_problem("none", "tiny") is None
     path, _ = published_file("imagenet-drn-d-22")
     monkeypatch.setenv("UNISEMI_WEIGHTS", str(path.parent))

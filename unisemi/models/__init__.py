@@ -1,8 +1,6 @@
 """Models: one shared encoder plus one segmentation head per label space."""
 from __future__ import annotations
 
-import logging
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -14,8 +12,6 @@ from .weights import load_encoder_weights, weights_hash
 
 __all__ = ["ENCODERS", "HEADS", "SegmentationModel", "build_model", "load_encoder_weights",
            "weights_hash"]
-
-log = logging.getLogger("unisemi")
 
 
 def _lookup(table: dict, name: str, kind: str):
