@@ -182,3 +182,19 @@ def test_weights_problem_is_the_run_s_error_before_any_trial(tmp_path, monkeypat
     path, _ = published_file("imagenet-drn-d-22")
     monkeypatch.setenv("UNISEMI_WEIGHTS", str(path.parent))
     assert weights_problem("imagenet-drn-d-22", "drn_d_22") is None
+
+
+@pytest.mark.slow
+def test_a_run_from_a_published_name_records_its_weights_hash(monkeypatch):
+    """fit() from `model.pretrained=imagenet-drn-d-22`: the universal paper's backbone, started from
+    the (synthetic) published file; every evaluation row carries the file's weights_hash."""
+    from unisemi.config import load_config
+    from unisemi.train import fit
+    path, _ = _use(monkeypatch, "imagenet-drn-d-22")
+    cfg = load_config("supervised_city", [
+        "data.size=[32, 64]", "data.n_labelled=8", "data.batch_size=2", "data.val_images=4",
+        "train.progress=false", "train.threads=1", "train.iterations=2", "train.eval_every=2",
+        "model.encoder=drn_d_22", "model.pretrained=imagenet-drn-d-22"])
+    result = fit(cfg, stop_after=2)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    assert result["weights_hash"] == digest and all(r["weights_hash"] == digest for r in result["history"])
