@@ -213,7 +213,8 @@ def test_a_table_runs_on_the_worker_node_with_the_numbers_of_a_single_node_fit(c
     results = cluster.head_dir / "table"
     out = _run(cluster, spec, results, "--storage", str(cluster.shared / "ray"))
     assert out.returncode == 0, out.stderr[-3000:]
-    assert f"storage {cluster.shared / 'ray'}: shared by 2 nodes" in out.stdout
+    assert f"storage {cluster.shared / 'ray'}: shared by 2 nodes (checked in " in out.stdout
+    print("\n" + next(ln for ln in out.stdout.splitlines() if ln.startswith("storage ")))
     nodes = cluster.alive_nodes(2)
     workers = {n["id"] for n in nodes if n["cpus"] > 0}
     df = _rows(results)
@@ -301,6 +302,8 @@ def test_a_killed_worker_node_costs_one_checkpoint_interval(cluster, long_refere
     assert killed_after < EVALS[-1], "killed too late: the trial had already finished"
     # from a checkpoint between evaluations: at most one interval (50 iterations) was lost
     assert final["retries"] == 1 and final["resumed_from"] > killed_after and final["resumed_from"] % 50 == 0
+    table = next(results.glob("tables/*/*/table.md")).read_text()
+    assert "1 trial(s) retried 1 time(s) after a lost node or an error, each from its last checkpoint" in table
     print(f"\nlost node: killed after the iteration-{killed_after} evaluation, resumed from the iteration-"
           f"{final['resumed_from']} checkpoint; {final['lost_s']:.1f} s of work from the last checkpoint to the "
           f"retry; {t_end - t_kill:.1f} s from the kill to the end, {t_end - t0:.1f} s in all")
@@ -323,3 +326,5 @@ def test_a_killed_driver_resumes_the_interrupted_trial_from_its_checkpoint(clust
     assert out.returncode == 0, out.stderr[-3000:]
     final = _check_long(_rows(results), long_reference)
     assert final["resumed_from"] >= killed_after                          # not iteration 0
+    print(f"\nkilled driver: killed after the iteration-{killed_after} evaluation, --resume continued from "
+          f"the iteration-{final['resumed_from']} checkpoint")
