@@ -11,7 +11,7 @@ from published_layouts import published_file
 from unisemi.models import build_model
 from unisemi.models.encoders import ENCODERS
 
-PAPER = ("deeplabv2_resnet101", "vgg16_largefov", "drn_d_22")
+PAPER = ("deeplabv2_resnet101", "deeplabv2_resnet101_imagenet", "vgg16_largefov", "drn_d_22")
 
 
 def _meta_out(name: str, size: int) -> dict:
@@ -27,6 +27,9 @@ def _meta_out(name: str, size: int) -> dict:
     # DeepLabv2 with the ceil-mode pool: 321 -> 41 (VOC crops), 512 -> 65 (Cityscapes crops).
     ("deeplabv2_resnet101", 321, (2048, 41, 41), (256, 81, 81)),
     ("deeplabv2_resnet101", 512, (2048, 65, 65), (256, 129, 129)),
+    # The release's ImageNet variant floors like torchvision: 512 -> 64.
+    ("deeplabv2_resnet101_imagenet", 321, (2048, 41, 41), (256, 81, 81)),
+    ("deeplabv2_resnet101_imagenet", 512, (2048, 64, 64), (256, 128, 128)),
     # LargeFOV: Caffe pools round up too; fc7 has 1024 channels.
     ("vgg16_largefov", 321, (1024, 41, 41), (256, 81, 81)),
     ("vgg16_largefov", 512, (1024, 65, 65), (256, 129, 129)),
@@ -64,6 +67,15 @@ def test_deeplabv2_stride_on_the_first_1x1_and_its_dilations():
     assert enc.maxpool.ceil_mode and not tv.maxpool.ceil_mode
 
 
+def test_deeplabv2_imagenet_variant_strides_the_3x3_with_deeplab_dilations():
+    """The contrastive release's deeplabv2_imagenet.py: torchvision's block, DeepLab's dilations."""
+    with torch.device("meta"):
+        enc = ENCODERS["deeplabv2_resnet101_imagenet"](8)
+    assert enc.layer2[0].conv1.stride == (1, 1) and enc.layer2[0].conv2.stride == (2, 2)
+    assert {b.conv2.dilation for b in enc.layer3} == {(2, 2)} and {b.conv2.dilation for b in enc.layer4} == {(4, 4)}
+    assert not enc.maxpool.ceil_mode and not enc.bn1.weight.requires_grad
+
+
 def test_deeplabv2_batch_norm_affine_is_frozen_but_statistics_update():
     with torch.device("meta"):
         enc = ENCODERS["deeplabv2_resnet101"](8)
@@ -82,15 +94,20 @@ def test_same_weights_compute_differently_in_the_caffe_and_torchvision_layouts()
              if not k.startswith("layer5.")}
     with torch.device("meta"):          # no random init to pay for: every tensor is loaded
         caffe, tv = ENCODERS["deeplabv2_resnet101"](8), ENCODERS["resnet101"](8)
-    for enc in (caffe, tv):
+        dl_tv = ENCODERS["deeplabv2_resnet101_imagenet"](8)
+    for enc in (caffe, tv, dl_tv):
         enc.to_empty(device="cpu")
         assert enc.load_state_dict(trunk, strict=False).missing_keys == []
     x = torch.randn(1, 3, 65, 65, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        a, b = caffe.eval()(x)["out"], tv.eval()(x)["out"]
-    assert a.shape == b.shape == (1, 2048, 9, 9)
-    rel = float((a - b).norm() / b.norm())
-    assert rel > 0.05, rel
+        a, b, c = caffe.eval()(x)["out"], tv.eval()(x)["out"], dl_tv.eval()(x)["out"]
+    assert a.shape == b.shape == c.shape == (1, 2048, 9, 9)
+    def rel(p, q):
+        return float((p - q).norm() / q.norm())
+    # The issue's case (stride placement and first-block dilations): 38% on these weights.
+    assert rel(a, b) > 0.1, rel(a, b)
+    # Each difference alone still shows (stride placement: 4.8%; first-block dilations: 37%).
+    assert rel(a, c) > 0.01 and rel(c, b) > 0.1, (rel(a, c), rel(c, b))
 
 
 def test_vgg16_largefov_structure():

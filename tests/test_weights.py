@@ -77,6 +77,24 @@ def test_vgg16_fc6_fc7_are_decimated_into_largefov(monkeypatch):
     assert torch.equal(enc.features[28].weight, state["features.28.weight"])
 
 
+def test_imagenet_resnet101_also_fits_the_release_s_deeplabv2_imagenet():
+    from unisemi.models.convert import torchvision_resnet
+    from unisemi.models.published import check_encoder
+    from published_layouts import random_state, resnet_bottleneck_shapes
+    entry = PUBLISHED["imagenet-resnet101"]
+    check_encoder(entry, "resnet101")
+    check_encoder(entry, "deeplabv2_resnet101_imagenet")
+    with pytest.raises(ValueError, match="set model.encoder=resnet101 or deeplabv2_resnet101_imagenet"):
+        check_encoder(entry, "deeplabv2_resnet101")
+    shapes = resnet_bottleneck_shapes()          # torchvision's ResNet-101 with its 1000-way fc
+    state, dropped = torchvision_resnet({k: torch.empty(v, device="meta") for k, v in shapes.items()})
+    with torch.device("meta"):
+        enc = ENCODERS["deeplabv2_resnet101_imagenet"](8)
+    report = compare(enc, state)
+    assert dropped == ["fc.bias", "fc.weight"] and len(report["loaded"]) == 520
+    assert report["missing"] == report["mismatched"] == report["unexpected"] == []
+
+
 def test_a_published_layout_loads_nothing_by_name_alone():
     """The issue's case: AdaptSegNet's `Scale.` keys match 0 of 520 encoder tensors by name."""
     path, _ = published_file("coco-deeplabv2-resnet101-adaptsegnet")

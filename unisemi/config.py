@@ -57,7 +57,8 @@ class DataConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     # tiny | resnet18 | resnet34 | resnet50 | resnet101 (torchvision layout: stride on the 3x3) |
-    # deeplabv2_resnet101 (DeepLabv2/Caffe: stride on the first 1x1) | vgg16_largefov | drn_d_22
+    # deeplabv2_resnet101 (DeepLabv2/Caffe: stride on the first 1x1) | deeplabv2_resnet101_imagenet
+    # (DeepLabv2 for torchvision's ImageNet weights) | vgg16_largefov | drn_d_22
     encoder: str = "tiny"
     output_stride: int = 8             # 8 | 16
     width: int = 32                    # base width of the tiny encoder

@@ -8,6 +8,10 @@
   rounds up (ceil_mode), so 321x321 -> 41x41 and 512x512 -> 65x65 features. Batch-norm affine
   parameters are frozen (requires_grad False) as in both releases; running statistics still
   update in train mode, as there.
+- `deeplabv2_resnet101_imagenet`: the contrastive release's `model/deeplabv2_imagenet.py`, the
+  same DeepLabv2 network for torchvision's ImageNet weights: the stride on the 3x3 (torchvision's
+  block) and a floor-mode pool (512 -> 64x64), but DeepLab's dilations (2 / 4 from the first block
+  of layer3 / layer4) and frozen batch-norm affine, unlike our torchvision-style `resnet101`.
 - `vgg16_largefov`: DeepLab-LargeFOV (Chen et al., ICLR 2015) on VGG-16, the transfer paper's
   segmenter. Caffe's 3x3/stride-2 pools (ceil mode) after conv1-3, pool4 and pool5 at stride 1,
   conv5 dilated by 2, fc6 as a 3x3 conv with dilation 12 and 1024 channels, fc7 as a 1x1 conv with
@@ -44,15 +48,19 @@ def _init(module: nn.Module) -> None:
 # ----------------------------------------------------------------------------------------------
 # DeepLabv2 ResNet-101 (Caffe layout)
 
-class CaffeBottleneck(nn.Module):
-    """Bottleneck with the stride on conv1 (1x1) and the dilation on conv2 (3x3)."""
+class DeepLabBottleneck(nn.Module):
+    """Bottleneck with the dilation on conv2 (3x3) and the stride on conv1 (1x1, Caffe) or on
+    conv2 (torchvision's block, `stride_on_3x3`)."""
     expansion = 4
 
-    def __init__(self, cin: int, planes: int, stride: int, dilation: int, downsample=None):
+    def __init__(self, cin: int, planes: int, stride: int, dilation: int, downsample=None,
+                 stride_on_3x3: bool = False):
         super().__init__()
-        self.conv1 = nn.Conv2d(cin, planes, 1, stride=stride, bias=False)
+        s1, s3 = (1, stride) if stride_on_3x3 else (stride, 1)
+        self.conv1 = nn.Conv2d(cin, planes, 1, stride=s1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, padding=dilation, dilation=dilation, bias=False)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=s3, padding=dilation, dilation=dilation,
+                               bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(planes * 4)
@@ -67,13 +75,17 @@ class CaffeBottleneck(nn.Module):
 
 
 class DeepLabV2ResNet(nn.Module):
-    def __init__(self, layers=(3, 4, 23, 3), freeze_bn_affine: bool = True):
+    """`caffe=True`: the COCO network (stride on the 1x1, ceil-mode pool). `caffe=False`: the
+    contrastive release's `deeplabv2_imagenet.py` for torchvision's ImageNet weights (stride on
+    the 3x3, floor pool), with DeepLab's dilations and frozen BN all the same."""
+
+    def __init__(self, layers=(3, 4, 23, 3), caffe: bool = True, freeze_bn_affine: bool = True):
         super().__init__()
-        self.inplanes = 64
+        self.inplanes, self.stride_on_3x3 = 64, not caffe
         self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=caffe)
         # (planes, blocks, stride, dilation): every block of a stage has the stage's dilation.
         self.layer1 = self._stage(64, layers[0], 1, 1)
         self.layer2 = self._stage(128, layers[1], 2, 1)
@@ -92,9 +104,9 @@ class DeepLabV2ResNet(nn.Module):
         # stage dilates), with the block's stride.
         downsample = nn.Sequential(nn.Conv2d(self.inplanes, planes * 4, 1, stride=stride, bias=False),
                                    nn.BatchNorm2d(planes * 4))
-        mods = [CaffeBottleneck(self.inplanes, planes, stride, dilation, downsample)]
+        mods = [DeepLabBottleneck(self.inplanes, planes, stride, dilation, downsample, self.stride_on_3x3)]
         self.inplanes = planes * 4
-        mods += [CaffeBottleneck(self.inplanes, planes, 1, dilation) for _ in range(1, blocks)]
+        mods += [DeepLabBottleneck(self.inplanes, planes, 1, dilation) for _ in range(1, blocks)]
         return nn.Sequential(*mods)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
@@ -105,7 +117,12 @@ class DeepLabV2ResNet(nn.Module):
 
 def deeplabv2_resnet101(output_stride: int = 8, width: int = 64) -> nn.Module:
     _require_os8("deeplabv2_resnet101", output_stride)
-    return DeepLabV2ResNet((3, 4, 23, 3))
+    return DeepLabV2ResNet((3, 4, 23, 3), caffe=True)
+
+
+def deeplabv2_resnet101_imagenet(output_stride: int = 8, width: int = 64) -> nn.Module:
+    _require_os8("deeplabv2_resnet101_imagenet", output_stride)
+    return DeepLabV2ResNet((3, 4, 23, 3), caffe=False)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -229,5 +246,6 @@ def drn_d_22(output_stride: int = 8, width: int = 64) -> nn.Module:
     return DRND()
 
 
-PAPER_ENCODERS = {"deeplabv2_resnet101": deeplabv2_resnet101, "vgg16_largefov": vgg16_largefov,
-                  "drn_d_22": drn_d_22}
+PAPER_ENCODERS = {"deeplabv2_resnet101": deeplabv2_resnet101,
+                  "deeplabv2_resnet101_imagenet": deeplabv2_resnet101_imagenet,
+                  "vgg16_largefov": vgg16_largefov, "drn_d_22": drn_d_22}

@@ -84,7 +84,8 @@ LAYOUTS = {"unisemi": unisemi_layout, "torchvision-resnet": torchvision_resnet,
            "torchvision-vgg16": torchvision_vgg16, "drn": drn}
 
 # The encoders a published layout was made for ("unisemi" fits any: it is the encoder's own).
-LAYOUT_ENCODERS = {"torchvision-resnet": ("resnet18", "resnet34", "resnet50", "resnet101"),
+LAYOUT_ENCODERS = {"torchvision-resnet": ("resnet18", "resnet34", "resnet50", "resnet101",
+                                          "deeplabv2_resnet101_imagenet"),
                    "deeplabv2-resnet": ("deeplabv2_resnet101",),
                    "deeplabv2-resnet-scale": ("deeplabv2_resnet101",),
                    "torchvision-vgg16": ("vgg16_largefov",), "drn": ("drn_d_22",)}

@@ -28,6 +28,10 @@ class Published:
     source: str               # where a user gets the file
     input: str                # the input the weights expect (unisemi feeds ImageNet RGB mean/std)
     sha256: str = "not published"
+    also: tuple[str, ...] = ()  # other encoders with the same tensors (same keys and shapes)
+
+    def fits(self, encoder: str) -> bool:
+        return encoder == self.encoder or encoder in self.also
 
 
 def sha256_prefix(file_name: str) -> str | None:
@@ -44,7 +48,9 @@ PUBLISHED = {p.name: p for p in [
               ("resnet101-63fe2227.pth", "resnet101-5d3b4d8f.pth"),
               "ImageNet-1k classification (torchvision IMAGENET1K_V1)",
               "https://download.pytorch.org/models/resnet101-63fe2227.pth (the contrastive release "
-              "loads the older name resnet101-5d3b4d8f.pth, also accepted)", _TORCHVISION_INPUT),
+              "loads the older name resnet101-5d3b4d8f.pth, also accepted)", _TORCHVISION_INPUT,
+              # The contrastive release puts these weights into DeepLabv2 (deeplabv2_imagenet.py).
+              also=("deeplabv2_resnet101_imagenet",)),
     Published("imagenet-resnet18", "resnet18", "torchvision-resnet",
               ("resnet18-f37072fd.pth", "resnet18-5c106cde.pth"),
               "ImageNet-1k classification (torchvision IMAGENET1K_V1)",
@@ -108,6 +114,7 @@ def resolve(entry: Published) -> Path:
 
 
 def check_encoder(entry: Published, encoder: str) -> None:
-    if entry.encoder != encoder:
+    if not entry.fits(encoder):
+        fits = " or ".join((entry.encoder,) + entry.also)
         raise ValueError(f"pretrained '{entry.name}' holds a {entry.encoder} encoder, but "
-                         f"model.encoder is {encoder} (set model.encoder={entry.encoder})")
+                         f"model.encoder is {encoder} (set model.encoder={fits})")
