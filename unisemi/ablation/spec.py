@@ -431,6 +431,10 @@ SPEED_KEYS = (("data", "cache_resized"),)
 # Settings of that kind that were in the identity before: held at their default there instead of
 # dropped, so stored keys stay. train.checkpoint_every only adds checkpoints between evaluations.
 FIXED_KEYS = {("train", "checkpoint_every"): 0}
+# Fields added after tables were stored: left out of the identity while they hold their default,
+# so a stored trial keeps its key; a run that sets one is a new trial. model.pretrained_partial
+# only lets a load through that would otherwise stop the run.
+ADDED_KEYS = {("model", "pretrained_partial"): False}
 
 
 def seeds_aside(config: dict) -> dict:
@@ -442,6 +446,9 @@ def seeds_aside(config: dict) -> dict:
     for (section, name), value in FIXED_KEYS.items():
         if name in c.get(section, {}):
             c[section][name] = value
+    for (section, name), default in ADDED_KEYS.items():
+        if c.get(section, {}).get(name, default) == default:
+            c.get(section, {}).pop(name, None)
     return c
 
 
