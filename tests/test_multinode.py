@@ -328,3 +328,61 @@ def test_a_killed_driver_resumes_the_interrupted_trial_from_its_checkpoint(clust
     assert final["resumed_from"] >= killed_after                          # not iteration 0
     print(f"\nkilled driver: killed after the iteration-{killed_after} evaluation, --resume continued from "
           f"the iteration-{final['resumed_from']} checkpoint")
+
+
+def _fake_launcher_config(port: int) -> dict:
+    """cluster.yaml as the fake multi-node provider can run it on one machine: its node types, head
+    of 0 CPUs, worker counts and autoscaling settings kept; the provider, the instances (node_config)
+    and the file mounts replaced, and a GPU worker given {CPU: 1} (this machine has no GPU, and the
+    fake provider knows no instance type's resources)."""
+    import yaml
+    config = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    config["provider"] = {"type": "fake_multinode", "gcs_address": f"127.0.0.1:{port}"}
+    for name, spec in config["available_node_types"].items():
+        spec["node_config"] = {}
+        if name != config["head_node_type"]:
+            spec["resources"] = {"CPU": 1}
+    config["file_mounts"] = {}
+    config["cluster_synced_files"] = []            # what `ray up` fills in (prepare_config needs an
+    config.setdefault("file_mounts_sync_continuously", False)   # example file the wheel lacks)
+    return config
+
+
+def test_cluster_yaml_autoscales_a_worker_under_rays_fake_multinode_provider(tmp_path):
+    """`RAY_FAKE_CLUSTER=1 ray start --head --autoscaling-config`: the autoscaler reads cluster.yaml's
+    node types and starts a worker node when the run's trial is pending; the run says what it waits
+    for (it reads the config where `ray up` leaves it on the head, ~/ray_bootstrap_config.yaml).
+    The fake provider starts nodes as local processes: setup and start commands are not run."""
+    import yaml
+    base = Path(tempfile.mkdtemp(prefix="fk", dir="/tmp"))
+    home = base / "home"
+    home.mkdir()
+    port = _free_ports(1)[0]
+    launcher = home / "ray_bootstrap_config.yaml"
+    launcher.write_text(yaml.safe_dump(_fake_launcher_config(port)))
+    env = {**os.environ, "HOME": str(home), "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
+           "PYTHONPATH": str(ROOT)}
+    head = subprocess.Popen(
+        [RAY, "start", "--head", "--block", "--num-cpus=0", "--port", str(port), "--autoscaling-config",
+         str(launcher), "--temp-dir", str(base / "rt"), "--include-dashboard=false", "--disable-usage-stats",
+         "--ray-client-server-port", str(_free_ports(1)[0]), *_node_ports()],
+        env={**env, "RAY_FAKE_CLUSTER": "1"}, stdout=open(base / "head.log", "wb"), stderr=subprocess.STDOUT,
+        start_new_session=True)
+    try:
+        spec = tiny_spec(base / "specs", cells=("a",), seeds=1, baseline=False)
+        out = subprocess.run([sys.executable, str(ROOT / "ablations" / "run.py"), str(spec), "--results",
+                              str(base / "results"), "--address", f"127.0.0.1:{port}"],
+                             env=env, capture_output=True, text=True, timeout=240)
+        assert out.returncode == 0, out.stderr[-3000:] + (base / "head.log").read_text()[-2000:]
+        assert "waiting for the autoscaler: each trial asks for {CPU: 1} (in-process fit)" in out.stdout
+        assert "it may add up to 8 x worker_gpu {CPU: 1}" in out.stdout        # cluster.yaml's count
+        final = _rows(base / "results")
+        assert final["is_final"].sum() == 1 and (final["status"] == "ok").all()
+    finally:
+        for pid in [head.pid, *_descendants(head.pid)]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        head.wait(timeout=30)
+        shutil.rmtree(base, ignore_errors=True)
