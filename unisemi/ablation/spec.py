@@ -434,7 +434,8 @@ FIXED_KEYS = {("train", "checkpoint_every"): 0}
 # Fields added after tables were stored: left out of the identity while they hold their default,
 # so a stored trial keeps its key; a run that sets one is a new trial. model.pretrained_partial
 # only lets a load through that would otherwise stop the run.
-ADDED_KEYS = {("model", "pretrained_partial"): False}
+ADDED_KEYS = {("model", "pretrained_partial"): False,
+              ("ass", "multi_level"): False, ("ass", "lambda_gadv_aux"): 0.0002, ("ass", "lambda_seg_aux"): 0.1}
 
 
 def seeds_aside(config: dict) -> dict:

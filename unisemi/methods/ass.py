@@ -10,6 +10,15 @@ Eq. 10's terms for `disc` (on detached G outputs, so they could not reach G even
 loop's restriction). `ass.source_domain: ""` is the paper's Oracle: L_seg on the labelled target
 only, nothing adversarial.
 
+Multi-level GA (`ass.multi_level`, AdaptSegNet's multi-level recipe, which the paper's #City = 0
+numbers are): a second classifier (the model's head type, AdaptSegNet's `layer5`) on the encoder's
+"mid" output (layer3, AdaptSegNet's conv4) with its own D_g. Eq. 1 and Eq. 2 gain that level's
+terms, lambda_seg_aux * L_seg(aux) and lambda_gadv_aux * L_gadv(aux) (AdaptSegNet's 0.1 and
+0.0002), and Eq. 10 gains lambda_gd * (L_gd(aux, source) + L_gd(aux, target)); FCSA / CSA stay on
+F, the main level (Sec. 3.3). The auxiliary classifier trains with G (`seg`, at the heads' rate);
+its D with the others in `disc` (one Adam over both: Adam is per parameter, so it steps each D as
+its own optimiser with AdaptSegNet's settings would). Off (the default), nothing of it is built.
+
 Equation by equation, and the choices where the paper is silent: docs/ass.md.
 """
 from __future__ import annotations
@@ -46,6 +55,12 @@ class Config:
     gd_width: int = 64                 # D_g's first conv width (AdaptSegNet ndf); x2 per layer
     hidden: int = 1024                 # D_s's hidden width, FCSA and CSA (paper 4.1)
     leaky_slope: float = 0.2           # LeakyReLU of every discriminator
+    # AdaptSegNet's multi-level GA (its #City = 0 numbers): an auxiliary classifier and D_g on
+    # the encoder's layer3. Off by default, so stored laptop trials keep their keys; every
+    # paper profile turns it on (docs/ass.md).
+    multi_level: bool = False
+    lambda_gadv_aux: float = 0.0002    # AdaptSegNet's LAMBDA_ADV_TARGET1 (the layer3 level)
+    lambda_seg_aux: float = 0.1        # AdaptSegNet's LAMBDA_SEG (the auxiliary L_seg)
 
 
 def validate(cfg, bad, active: bool) -> None:
@@ -53,7 +68,8 @@ def validate(cfg, bad, active: bool) -> None:
     c = cfg.ass
     if c.variant not in VARIANTS:
         bad("ass.variant", c.variant, " | ".join(VARIANTS))
-    for key in ("lambda_seg", "lambda_gadv", "lambda_sadv", "lambda_gd", "lambda_sd"):
+    for key in ("lambda_seg", "lambda_gadv", "lambda_sadv", "lambda_gd", "lambda_sd", "lambda_gadv_aux",
+                "lambda_seg_aux"):
         if getattr(c, key) < 0:
             bad(f"ass.{key}", getattr(c, key), "a weight >= 0")
     if c.d_lr <= 0:
@@ -65,6 +81,7 @@ def validate(cfg, bad, active: bool) -> None:
             bad(f"ass.{key}", getattr(c, key), "an integer >= 1")
     if active:
         _validate_domains(cfg, bad)
+        _validate_multi_level(cfg, bad)
         _validate_no_target_labels(cfg, bad)
 
 
@@ -86,6 +103,17 @@ def _validate_domains(cfg, bad) -> None:
     if missing:
         bad("ass.source_domain", c.source_domain,
             f"a domain whose classes are all classes of '{cfg.data.domains[0]}' ('{missing[0]}' is not)")
+
+
+def _validate_multi_level(cfg, bad) -> None:
+    from unisemi.models import ENCODERS
+    if not cfg.ass.multi_level or cfg.model.encoder not in ENCODERS:
+        return
+    with torch.device("meta"):          # shapes only: whether the encoder exposes a "mid" output
+        enc = ENCODERS[cfg.model.encoder](int(cfg.model.output_stride), int(cfg.model.width))
+    if not hasattr(enc, "mid_channels"):
+        bad("ass.multi_level", True, f"false with model.encoder {cfg.model.encoder} (it has no 'mid' output "
+            "for the auxiliary classifier)")
 
 
 def _validate_no_target_labels(cfg, bad) -> None:
@@ -154,6 +182,15 @@ class State(nn.Module):
         self.d_global = global_discriminator(num_classes, c.gd_width, c.leaky_slope)
         self.d_semantic = (semantic_discriminator(c.variant, model.feature_channels, num_classes, c.hidden,
                                                   c.leaky_slope) if c.variant != "none" else None)
+        # Built after the single-level modules, so these draw their init from the same RNG state
+        # with or without the second level. The Oracle has no adversarial level to add to.
+        self.aux_head = self.d_aux = None
+        if c.multi_level and c.source_domain:
+            enc = model.encoder
+            self.aux_head = model.head_builder(int(enc.mid_channels), int(enc.low_channels), num_classes,
+                                               model.cfg)
+            self.aux_head.to(next(enc.parameters()).device)
+            self.d_aux = global_discriminator(num_classes, c.gd_width, c.leaky_slope)
 
 
 def build(cfg, model, stages=None) -> nn.Module:
@@ -165,7 +202,11 @@ def groups(cfg, model, state) -> list[Group]:
     seg = default_groups(cfg, model, nn.Module())[0]        # the model only, not the state
     seg.name, seg.nesterov = "seg", cfg.ass.nesterov
     c = cfg.ass
-    disc = Group("disc", [{"params": list(state.parameters()), "lr_mult": 1.0}], "adam", c.d_lr,
+    aux = [p for n, p in state.named_parameters() if n.startswith("aux_head.") and p.requires_grad]
+    if aux:        # a classifier of G, at the heads' rate as the main one (AdaptSegNet: layer5 and 6 at 10x)
+        seg.params.append({"params": aux, "lr_mult": cfg.optim.head_lr_mult})
+    d = [p for n, p in state.named_parameters() if not n.startswith("aux_head.")]
+    disc = Group("disc", [{"params": d, "lr_mult": 1.0}], "adam", c.d_lr,
                  betas=tuple(c.d_betas), poly_power=c.d_poly_power)
     return [seg, disc]
 
@@ -226,6 +267,35 @@ def ga_discriminator(d_global, p_source, p_target) -> torch.Tensor:
     return bce(d_global(p_source.detach()), 0.0) + bce(d_global(p_target.detach()), 1.0)
 
 
+def forward_levels(model, aux_head, x: torch.Tensor, domain: str):
+    """The model's output dict and the auxiliary classifier's logits on the encoder's "mid"
+    features (AdaptSegNet's layer5 on layer3), both upsampled to the input size as the model's."""
+    feats = model.encode(x)
+    out = model.decode(feats, domain, tuple(x.shape[-2:]))
+    aux, _ = aux_head({"out": feats["mid"], "low": feats["low"]})
+    return out, F.interpolate(aux, size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False)
+
+
+def aux_seg_terms(aux_s, y_s, aux_tl, y_tl, source: str, target: str) -> dict:
+    """L_seg (Eq. 1) of the auxiliary classifier on every labelled batch that the main L_seg sees
+    (the source and, when there is one, the labelled target), unweighted."""
+    terms = {source: cross_entropy(aux_s, y_s)}
+    if aux_tl.shape[0]:
+        terms[target] = cross_entropy(aux_tl, y_tl)
+    return terms
+
+
+def multi_level_terms(state, aux_s, y_s, aux_t, y_tl, b: int) -> tuple[dict, dict]:
+    """AdaptSegNet's second level, weighted: G's auxiliary L_seg and Eq. 2 through D_aux on the
+    auxiliary softmax maps; D_aux's Eq. 3 on them, detached (source 0, unlabelled target 1)."""
+    c, t = state.settings, state.target
+    seg = {f"seg_aux/{d}": c.lambda_seg_aux * v
+           for d, v in aux_seg_terms(aux_s, y_s, aux_t[:b], y_tl, c.source_domain, t).items()}
+    p_s, p_tu = aux_s.softmax(1), aux_t[b:].softmax(1)
+    seg["gadv_aux"] = c.lambda_gadv_aux * ga_generator(state.d_aux, p_s)
+    return seg, {"gd_aux": c.lambda_gd * ga_discriminator(state.d_aux, p_s, p_tu)}
+
+
 def pick(logp: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """logp[..., index] along dim 1 (channels), index shaped like logp without dim 1."""
     return logp.gather(1, index.unsqueeze(1)).squeeze(1)
@@ -271,9 +341,11 @@ def losses(model, state, batch: dict, step: int) -> dict:
     # #City = 0: no labelled target batch (validate allows GA only); T_L is then empty.
     x_tl, y_tl = batch["labelled"].get(t, (x_tu[:0], y_s[:0]))
     # Source and target in separate passes, as AdaptSegNet: BN statistics of one domain each.
-    out_s = model(x_s, t)
-    out_t = model(torch.cat([x_tl, x_tu]), t)
-    b = x_tl.shape[0]
+    x_t, b = torch.cat([x_tl, x_tu]), x_tl.shape[0]
+    if state.aux_head is None:
+        out_s, out_t = model(x_s, t), model(x_t, t)
+    else:
+        (out_s, aux_s), (out_t, aux_t) = (forward_levels(model, state.aux_head, x, t) for x in (x_s, x_t))
     logits_tl, logits_tu = out_t["logits"][:b], out_t["logits"][b:]
     seg = {f"seg/{c.source_domain}": c.lambda_seg * cross_entropy(out_s["logits"], y_s)}
     if b:
@@ -281,6 +353,10 @@ def losses(model, state, batch: dict, step: int) -> dict:
     p_s, p_tu = out_s["logits"].softmax(1), logits_tu.softmax(1)
     seg["gadv"] = c.lambda_gadv * ga_generator(state.d_global, p_s)
     disc = {"gd": c.lambda_gd * ga_discriminator(state.d_global, p_s, p_tu)}
+    if state.aux_head is not None:
+        seg_aux, disc_aux = multi_level_terms(state, aux_s, y_s, aux_t, y_tl, b)
+        seg.update(seg_aux)
+        disc.update(disc_aux)
     if state.d_semantic is not None:
         f_s, f_tl = out_s["features"], out_t["features"][:b]
         ys, yt = down(y_s, f_s.shape[-2:]), down(y_tl, f_tl.shape[-2:])

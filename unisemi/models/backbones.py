@@ -20,7 +20,8 @@
 - `drn_d_22`: the dilated residual network DRN-D-22 (Yu et al., CVPR 2017) that the universal
   release uses for its "ResNet-18" setting, without its avgpool and fc, as the release builds it.
 
-All are output stride 8 only (as published) and return ``{"low": stride-4, "out": stride-8}``.
+All are output stride 8 only (as published) and return ``{"low": stride-4, "mid": the stage
+before the last (ResNet's layer3, VGG's conv4_3, DRN's layer5; stride 8), "out": stride-8}``.
 """
 from __future__ import annotations
 
@@ -91,7 +92,7 @@ class DeepLabV2ResNet(nn.Module):
         self.layer2 = self._stage(128, layers[1], 2, 1)
         self.layer3 = self._stage(256, layers[2], 1, 2)
         self.layer4 = self._stage(512, layers[3], 1, 4)
-        self.low_channels, self.out_channels, self.output_stride = 256, 2048, 8
+        self.low_channels, self.mid_channels, self.out_channels, self.output_stride = 256, 1024, 2048, 8
         _init(self)
         if freeze_bn_affine:
             for m in self.modules():
@@ -112,7 +113,8 @@ class DeepLabV2ResNet(nn.Module):
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         low = self.layer1(x)
-        return {"low": low, "out": self.layer4(self.layer3(self.layer2(low)))}
+        mid = self.layer3(self.layer2(low))
+        return {"low": low, "mid": mid, "out": self.layer4(mid)}
 
 
 def deeplabv2_resnet101(output_stride: int = 8, width: int = 64) -> nn.Module:
@@ -134,6 +136,7 @@ VGG16_CONVS = {0: (3, 64), 2: (64, 64), 5: (64, 128), 7: (128, 128), 10: (128, 2
                26: (512, 512), 28: (512, 512)}
 VGG16_POOLS = {4: 2, 9: 2, 16: 2, 23: 1, 30: 1}       # index -> stride (all 3x3, pad 1, ceil mode)
 LOW_INDEX = 15                                         # conv3_3's ReLU: the last stride-4 feature
+MID_INDEX = 22                                         # conv4_3's ReLU: "mid", before pool4
 FC6_CHANNELS, FC6_DILATION = 1024, 12
 
 
@@ -155,14 +158,15 @@ class VGG16LargeFOV(nn.Module):
         self.fc7 = nn.Conv2d(FC6_CHANNELS, FC6_CHANNELS, 1)
         self.relu = nn.ReLU(inplace=True)
         self.drop6, self.drop7 = nn.Dropout(dropout), nn.Dropout(dropout)
-        self.low_channels, self.out_channels, self.output_stride = 256, FC6_CHANNELS, 8
+        self.low_channels, self.mid_channels, self.out_channels, self.output_stride = 256, 512, FC6_CHANNELS, 8
         _init(self)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         low = self.features[:LOW_INDEX + 1](x)
-        x = self.features[LOW_INDEX + 1:](low)
+        mid = self.features[LOW_INDEX + 1:MID_INDEX + 1](low)
+        x = self.features[MID_INDEX + 1:](mid)
         x = self.drop6(self.relu(self.fc6(x)))
-        return {"low": low, "out": self.drop7(self.relu(self.fc7(x)))}
+        return {"low": low, "mid": mid, "out": self.drop7(self.relu(self.fc7(x)))}
 
 
 def vgg16_largefov(output_stride: int = 8, width: int = 64) -> nn.Module:
@@ -212,7 +216,7 @@ class DRND(nn.Module):
         self.layer6 = self._blocks(c[5], layers[5], 1, 4)
         self.layer7 = self._convs(c[6], layers[6], 1, 2)
         self.layer8 = self._convs(c[7], layers[7], 1, 1)
-        self.low_channels, self.out_channels, self.output_stride = c[2], c[7], 8
+        self.low_channels, self.mid_channels, self.out_channels, self.output_stride = c[2], c[4], c[7], 8
         _init(self)
 
     def _convs(self, channels: int, n: int, stride: int, dilation: int) -> nn.Sequential:
@@ -237,8 +241,8 @@ class DRND(nn.Module):
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         low = self.layer3(self.layer2(self.layer1(self.layer0(x))))
-        x = self.layer6(self.layer5(self.layer4(low)))
-        return {"low": low, "out": self.layer8(self.layer7(x))}
+        mid = self.layer5(self.layer4(low))            # DRN's layer5 is ResNet's layer3
+        return {"low": low, "mid": mid, "out": self.layer8(self.layer7(self.layer6(mid)))}
 
 
 def drn_d_22(output_stride: int = 8, width: int = 64) -> nn.Module:

@@ -1,8 +1,10 @@
 """Encoders: dilated ResNets (torchvision-compatible names), a tiny CPU net, and the papers' own
 backbones (backbones.py).
 
-Every encoder returns ``{"low": stride-4 features, "out": stride-os features}``
-and exposes ``low_channels`` / ``out_channels``.
+Every encoder returns ``{"low": stride-4 features, "mid": the stage before the last,
+"out": stride-os features}`` and exposes ``low_channels`` / ``mid_channels`` / ``out_channels``.
+"mid" (ResNet's layer3, AdaptSegNet's "conv4") feeds ASS's multi-level auxiliary classifier; it is
+a tensor the forward computes anyway, so no output or parameter changes.
 """
 from __future__ import annotations
 
@@ -94,6 +96,7 @@ class DilatedResNet(nn.Module):
         self.layer3 = self._make_layer(block, 256, layers[2], 2, dilate[1])
         self.layer4 = self._make_layer(block, 512, layers[3], 2, dilate[2])
         self.low_channels = 64 * block.expansion
+        self.mid_channels = 256 * block.expansion
         self.out_channels = 512 * block.expansion
         self.output_stride = output_stride
         _init_weights(self)
@@ -118,8 +121,8 @@ class DilatedResNet(nn.Module):
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         low = self.layer1(x)
-        out = self.layer4(self.layer3(self.layer2(low)))
-        return {"low": low, "out": out}
+        mid = self.layer3(self.layer2(low))
+        return {"low": low, "mid": mid, "out": self.layer4(mid)}
 
 
 class TinyBlock(nn.Module):
@@ -166,14 +169,15 @@ class TinyEncoder(nn.Module):
             self.stage3 = TinyBlock(2 * w, 4 * w, stride=2)
             self.stage4 = TinyBlock(4 * w, 4 * w, dilation=2)
         self.low_channels = w
+        self.mid_channels = 4 * w
         self.out_channels = 4 * w
         self.output_stride = output_stride
         _init_weights(self)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         low = self.stage1(self.stem(x))
-        out = self.stage4(self.stage3(self.stage2(low)))
-        return {"low": low, "out": out}
+        mid = self.stage3(self.stage2(low))
+        return {"low": low, "mid": mid, "out": self.stage4(mid)}
 
 
 def _init_weights(module: nn.Module) -> None:
