@@ -378,7 +378,7 @@ def tune_config(concurrency: int, request: TrialResources, reuse_actors: bool = 
                            reuse_actors=reuse_actors and request.workers == 0, **search)
 
 
-def run_config(name: str, storage: Path, max_failures: int, callbacks=()):
+def run_config(name: str, storage: str, max_failures: int, callbacks=()):
     """Retries from the last checkpoint (one kept), result.json as the only Tune logger, quiet."""
     from ray import tune
     from ray.tune.logger import JsonLoggerCallback
