@@ -260,3 +260,186 @@ def test_a_short_run_on_the_embedded_world_is_finite(variant):
     assert math.isfinite(r["final"]["miou_mean"])
     if variant != "oracle":           # D has learnt something: its loss is off the untrained ln 4
         assert loss["disc:gd"] != pytest.approx(2 * math.log(2), abs=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# multi-level GA (AdaptSegNet's second level on layer3)
+
+def ce_by_hand(pixels, labels):
+    """Mean pixel CE over the non-void pixels; pixels = per-pixel logit lists."""
+    vals = [nls(p)[y] for p, y in zip(pixels, labels) if y != V]
+    return sum(vals) / len(vals)
+
+
+def test_multi_level_terms_by_hand():
+    from types import SimpleNamespace
+    # 2 classes, images of 1 x 3 pixels; aux_t holds 1 labelled then 1 unlabelled target image
+    src_px = [[1.0, -1.0], [0.0, 2.0], [5.0, 5.0]]
+    tl_px, tu_px = [[0.5, 0.0], [-1.0, 1.0], [2.0, 0.0]], [[0.0, 0.0], [1.0, 0.0], [0.0, 3.0]]
+
+    def maps(*images):          # per-pixel logit lists -> (B, 2, 1, 3)
+        return torch.tensor(images).permute(0, 2, 1).reshape(len(images), 2, 1, 3)
+    aux_s, aux_t = maps(src_px), maps(tl_px, tu_px)
+    y_s, y_tl = torch.tensor([[[0, 1, V]]]), torch.tensor([[[1, V, 0]]])
+    s, t = [[[[0.5, -1.0]]]], [[[[2.0, 0.0]]]]
+
+    class Recorder:             # D_aux: the source logits on the 1st and 2nd call, the target's on the 3rd
+        def __init__(self):
+            self.calls = []
+
+        def __call__(self, x):
+            self.calls.append(x)
+            return torch.tensor(t if len(self.calls) == 3 else s)
+
+    d_aux = Recorder()
+    settings = ass.Config(source_domain="game", lambda_seg_aux=0.1, lambda_gadv_aux=0.0002, lambda_gd=2.0)
+    state = SimpleNamespace(settings=settings, target="city", d_aux=d_aux)
+    seg, disc = ass.multi_level_terms(state, aux_s, y_s, aux_t, y_tl, 1)
+    assert set(seg) == {"seg_aux/game", "seg_aux/city", "gadv_aux"} and set(disc) == {"gd_aux"}
+    # the auxiliary Eq. 1 at AdaptSegNet's 0.1, on the source and on the labelled target
+    assert seg["seg_aux/game"].item() == pytest.approx(0.1 * ce_by_hand(src_px, [0, 1, V]), rel=1e-6)
+    assert seg["seg_aux/city"].item() == pytest.approx(0.1 * ce_by_hand(tl_px, [1, V, 0]), rel=1e-6)
+    # Eq. 2 through D_aux at 0.0002: -log sigmoid(l) = softplus(-l), mean over the cells
+    assert seg["gadv_aux"].item() == pytest.approx(0.0002 * (softplus(-0.5) + softplus(1.0)) / 2, rel=1e-6)
+    # Eq. 3 through D_aux, weighted by lambda_gd: source to 0, the unlabelled target to 1
+    want = (softplus(0.5) + softplus(-1.0)) / 2 + (softplus(-2.0) + softplus(0.0)) / 2
+    assert disc["gd_aux"].item() == pytest.approx(2.0 * want, rel=1e-6)
+    # D_aux sees the auxiliary softmax maps: G's on the source, then D's detached source and the
+    # unlabelled target (not the labelled one)
+    g_in, d_src, d_tgt = d_aux.calls
+    assert torch.equal(g_in, aux_s.softmax(1)) and torch.equal(d_src, aux_s.softmax(1))
+    assert torch.equal(d_tgt, aux_t[1:].softmax(1))
+    # #City = 0: no labelled target batch, no labelled-target auxiliary term
+    seg, _ = ass.multi_level_terms(SimpleNamespace(settings=settings, target="city", d_aux=Recorder()),
+                                   aux_s, y_s, aux_t[1:], y_tl[:0], 0)
+    assert set(seg) == {"seg_aux/game", "gadv_aux"}
+
+
+def test_every_encoder_returns_layer3_as_mid_and_its_other_outputs_as_before():
+    """"mid" is the stage before the last (ResNet layer3), `mid_channels` wide, and "out" is the
+    last stage applied to it: the tensors the forward computed before, no new parameter."""
+    from unisemi.models.encoders import ENCODERS
+    for name, build in ENCODERS.items():
+        with torch.device("meta"):
+            enc = build(8, 8 if name == "tiny" else 64)
+            out = enc(torch.empty(1, 3, 64, 64))
+        assert set(out) == {"low", "mid", "out"}, name
+        assert out["mid"].shape[1] == enc.mid_channels, name
+    enc = ENCODERS["resnet18"](8).eval()
+    assert sum(p.numel() for p in enc.parameters()) == 11176512      # torchvision's resnet18 less fc
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        f = enc(x)
+        assert torch.equal(f["mid"], enc.layer3(enc.layer2(f["low"])))
+        assert torch.equal(f["out"], enc.layer4(f["mid"]))
+
+
+def ml_cfg(*extra):
+    return load_config("ass_game_city", TINY + ["ass.multi_level=true", *extra])
+
+
+def test_multi_level_state_groups_and_forward():
+    from unisemi.models import build_model
+    cfg = ml_cfg("optim.head_lr_mult=10")
+    model = build_model(cfg.model, {"city": 19})
+    state = ass.build(cfg, model)
+    assert state.d_aux is not None and type(state.aux_head) is type(model.heads["city"])
+    assert state.aux_head.classifier.in_channels == model.encoder.mid_channels
+    seg, disc = ass.groups(cfg, model, state)
+    aux = {id(p) for p in state.aux_head.parameters()}
+    assert seg.params[-1]["lr_mult"] == 10 and {id(p) for p in seg.params[-1]["params"]} == aux
+    assert {id(p) for p in disc.parameters()} == {id(p) for n, p in state.named_parameters()
+                                                  if not n.startswith("aux_head.")}
+    assert {id(p) for p in state.d_aux.parameters()} <= {id(p) for p in disc.parameters()}
+    x = torch.randn(2, 3, 32, 64)
+    model.eval()
+    with torch.no_grad():
+        out, aux_logits = ass.forward_levels(model, state.aux_head, x, "city")
+        assert torch.equal(out["logits"], model(x, "city")["logits"])
+        mid = model.encoder(x)["mid"]
+        want = torch.nn.functional.interpolate(state.aux_head.classifier(mid), size=(32, 64),
+                                               mode="bilinear", align_corners=False)
+    assert torch.equal(aux_logits, want)
+    # the Oracle has no adversarial level: nothing is built
+    oracle = ass.build(ml_cfg("ass.source_domain=", "ass.variant=none"), model)
+    assert oracle.aux_head is None and oracle.d_aux is None
+    with pytest.raises(ConfigError, match="ass.lambda_seg_aux"):
+        ml_cfg("ass.lambda_seg_aux=-0.1")
+
+
+# The single-level step as it was before multi-level GA existed: losses of a fixed-seed 3-step run,
+# recorded at 4d401b3 (torch 2.13 CPU) and reproduced bit for bit with ass.multi_level false.
+BEFORE = {
+    "none": {"seg:seg/game": 2.351226488749186, "seg:seg/city": 2.486896355946859,
+             "seg:gadv": 0.0006841549184173346, "disc:gd": 1.386374791463216},
+    "csa": {"seg:seg/game": 2.350984255472819, "seg:seg/city": 2.4879627227783203,
+            "seg:gadv": 0.0006841540647049745, "seg:sadv": 0.03655600547790527,
+            "disc:gd": 1.3863732020060222, "disc:sd": 7.619210561116536},
+}
+
+
+@pytest.mark.parametrize("variant", sorted(BEFORE))
+def test_single_level_is_the_step_from_before_bit_for_bit(variant):
+    cfg = load_config("ass_game_city", TINY + [f"ass.variant={variant}", "train.iterations=3",
+                                               "train.eval_every=3", "ass.multi_level=false"])
+    r = fit(cfg)
+    assert r["final"]["loss"] == BEFORE[variant]
+    assert r["state"].aux_head is None and not any(k.startswith(("aux_head", "d_aux")) for k in r["state"].state_dict())
+
+
+def test_multi_level_groups_keep_to_their_own_parameters():
+    base_model, base_disc = one_step("ass.multi_level=true")
+    assert any(k.startswith("aux_head.") for k in base_disc) and any(k.startswith("d_aux.") for k in base_disc)
+    # G's auxiliary adversarial term off: D's step (D_g, D_aux) bit-identical, G's (model, aux) not
+    model, disc = one_step("ass.multi_level=true", "ass.lambda_gadv_aux=0")
+    assert differs(base_model, model)
+    assert not differs({k: v for k, v in base_disc.items() if not k.startswith("aux_head.")},
+                       {k: v for k, v in disc.items() if not k.startswith("aux_head.")})
+    # the auxiliary L_seg off: the auxiliary classifier and G move differently, D does not
+    model, disc = one_step("ass.multi_level=true", "ass.lambda_seg_aux=0")
+    assert differs(base_model, model)
+    assert differs({k: v for k, v in base_disc.items() if k.startswith("aux_head.")},
+                   {k: v for k, v in disc.items() if k.startswith("aux_head.")})
+    assert not differs({k: v for k, v in base_disc.items() if not k.startswith("aux_head.")},
+                       {k: v for k, v in disc.items() if not k.startswith("aux_head.")})
+
+
+def test_a_multi_level_run_resumes_exactly_in_every_tensor(tmp_path, monkeypatch):
+    from test_resume import assert_same_optimizer, assert_same_tensors
+    monkeypatch.setenv("UNISEMI_CACHE", str(tmp_path / "cache"))
+    cfg = ml_cfg("ass.variant=csa", "optim.head_lr_mult=10")
+    straight = fit(cfg)
+    fit(cfg, out_dir=tmp_path / "run", stop_after=3)
+    resumed = fit(cfg, resume=tmp_path / "run")
+    assert resumed["final"]["resumed_from"] == 3
+    assert_same_tensors(straight["model"].state_dict(), resumed["model"].state_dict(), "model")
+    state = straight["state"].state_dict()
+    assert {k.split(".")[0] for k in state} == {"d_global", "d_semantic", "aux_head", "d_aux"}
+    assert_same_tensors(state, resumed["state"].state_dict(), "method state")
+    for name, opt in straight["optimizers"].items():
+        sd = opt.state_dict()
+        assert sd["state"], name
+        assert_same_optimizer(sd, resumed["optimizers"][name].state_dict(), f"optimizer {name}")
+    assert [g["lr_mult"] for g in straight["optimizers"]["seg"].state_dict()["param_groups"]] == [1.0, 10, 10]
+    loss = straight["final"]["loss"]
+    assert loss == resumed["final"]["loss"]
+    assert {"seg:seg_aux/game", "seg:seg_aux/city", "seg:gadv_aux", "disc:gd_aux"} <= set(loss)
+    assert all(math.isfinite(v) for v in loss.values())
+
+
+def test_multi_level_step_flops_add_the_auxiliary_classifier_and_d_aux():
+    import dataclasses
+    from unisemi.ablation import cost
+    cfg = load_config("ass_game_city", TINY + ["ass.variant=csa"])
+    single, s_terms, _ = cost.flops_per_step(cfg)
+    multi, m_terms, _ = cost.flops_per_step(dataclasses.replace(cfg, ass=dataclasses.replace(cfg.ass, multi_level=True)))
+    added = [t for t in m_terms if t.what not in {x.what for x in s_terms}]
+    assert [t.what.split()[0] for t in added] == ["auxiliary", "D_aux"]
+    d_g = next(t for t in s_terms if t.what.startswith("D_g"))
+    assert added[1].flops == d_g.flops                          # the same net on maps of the same size
+    # the tiny net's FCN head: one 1x1 conv (mid_channels 32 -> 19 classes) at the 4 x 8 pixels of
+    # a 32x64 image at stride 8, on 2 source + 2 + 2 target images, fwd + bwd (input and weight
+    # gradients: 3x the forward; the counter prices no bilinear upsampling)
+    conv = 2 * 32 * 19 * (4 * 8)
+    assert added[0].flops == 6 * 3 * conv
+    assert multi == single + added[0].flops + added[1].flops

@@ -269,6 +269,8 @@ def steps_ass(cfg, dom: dict) -> list[Term]:
              Term(f"model fwd+bwd, {b} labelled + {bu} unlabelled target images", (b + bu) * fb_t),
              Term(f"D_g fwd+bwd: G's term on {b} source maps, D's on {b} source + {bu} target maps",
                   2 * b * d_global(s.size, True) + bu * d_global(t.size, False))]
+    if a.multi_level:
+        terms += multi_level_terms(cfg, t, s, b, bu, d_global)
     if d_s is not None:
         def d_sem(feat, grad_input):
             # CSA: 1x1 convs at every feature pixel; FCSA: the same layers on (classes, C) means.
@@ -278,6 +280,28 @@ def steps_ass(cfg, dom: dict) -> list[Term]:
         terms.append(Term(f"D_s ({a.variant}) fwd+bwd: G's term on source, D's on source + labelled target",
                           2 * b * d_sem(feat_s, True) + b * d_sem(feat_t, False)))
     return terms
+
+
+def multi_level_terms(cfg, t: Domain, s: Domain, b: int, bu: int, d_global) -> list[Term]:
+    """ass.multi_level: the auxiliary classifier (the head's type) on the encoder's "mid" output of
+    every source and target image, upsampled to the input, fwd+bwd (its gradient joins the
+    encoder's backward, already counted in the model's pass), and D_aux on those maps, as D_g."""
+    def aux_pass(size):
+        model = _meta_model(cfg.model, t.classes)
+        with torch.device("meta"):
+            feats = model.encoder(torch.empty(1, 3, *size))
+            head = model.head_builder(int(model.encoder.mid_channels), int(model.encoder.low_channels),
+                                      t.classes, model.cfg)
+        x, low = _meta(*feats["mid"].shape, grad=True), _meta(*feats["low"].shape)
+
+        def run():
+            logits, _ = head({"out": x, "low": low})
+            F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False).sum().backward()
+        return count_flops(run)
+    return [Term(f"auxiliary classifier fwd+bwd on layer3: {b} source + {b + bu} target images",
+                 b * aux_pass(s.size) + (b + bu) * aux_pass(t.size)),
+            Term(f"D_aux fwd+bwd: G's term on {b} source maps, D's on {b} source + {bu} target maps",
+                 2 * b * d_global(s.size, True) + bu * d_global(t.size, False))]
 
 
 def steps_transfer(cfg, dom: dict) -> list[Term]:
