@@ -295,3 +295,36 @@ def test_a_method_relabelling_in_memory_only_is_refused_on_a_real_dataset(tmp_pa
     # with files (none to replace here) the same method streams
     assert Batches(cfg, domains, False, "cpu", 0, relabel=lambda d, i, y: y,
                    label_files=lambda d: {}).next()["labelled"]["pascal_voc"][1].shape == (2, 32, 32)
+
+
+# ---------------------------------------------------------------------------------------------
+# SUN RGB-D's scored split (data.sunrgbd_val)
+
+def test_sunrgbd_is_scored_on_test_or_on_the_475_val37_images(tmp_path):
+    fx.sunrgbd_tree(tmp_path)
+    base = ["data.domains=[sunrgbd]", "data.n_labelled=1", f"data.roots.sunrgbd={tmp_path}"]
+
+    def scored(*more):
+        dd = load_domain(_cfg(*base, *more).data, "sunrgbd")
+        return [p[0].relative_to(tmp_path).as_posix() for p in dd.val_pairs]
+
+    test = [f"image/test/img-{n:06d}.jpg" for n in fx.SUN_NUMBERS["test"]]
+    val37 = [f"image/test/img-{n:06d}.jpg" for n in fx.SUN_VAL]
+    assert scored() == test                                  # the default: what stored tables ran
+    assert scored("data.sunrgbd_val=test") == test
+    assert scored("data.sunrgbd_val=val37") == val37         # split/val37.txt, a subset of test
+    assert scored("data.sunrgbd_val=val37", "data.val_images=1") == val37[:1]
+    # the train pool is the same either way
+    a = load_domain(_cfg(*base).data, "sunrgbd").train_pairs
+    assert a == load_domain(_cfg(*base, "data.sunrgbd_val=val37").data, "sunrgbd").train_pairs
+
+
+def test_sunrgbd_val_names_its_values():
+    with pytest.raises(ConfigError, match=r"key 'data.sunrgbd_val': 'val' is not valid, expected test \| val37"):
+        _cfg("data.sunrgbd_val=val")
+
+
+def test_only_sunrgbd_reads_the_setting(city_root):
+    dd = load_domain(_cfg("data.domains=[cityscapes]", "data.n_labelled=1", "data.sunrgbd_val=val37").data,
+                     "cityscapes")
+    assert dd.val_split == "val"           # Cityscapes' own val split, untouched

@@ -270,3 +270,36 @@ def test_table2_spec_rows_marks_paper_numbers_and_ratio_column():
     cells = line.split(" | ")[1:-1]
     marked = [n for n, v in zip(names, cells) if v.startswith("[")]
     assert set(marked) == set(tc.SPLIT1_STRONG)
+
+
+def test_lnet_batch_size_is_its_own_or_the_segmenters():
+    from unisemi.data import load_domain
+    from unisemi.methods.transfer.setting import stage_batches
+    cfg = load_config(None, TINY)
+    assert cfg.transfer.lnet_batch_size == 0 and lnet.batch_size(cfg) == 4      # data.batch_size
+    own = load_config(None, TINY + ["transfer.lnet_batch_size=6"])
+    assert lnet.batch_size(own) == 6
+    dd = load_domain(own.data, "objects")
+    indices = torch.arange(10)
+    x, y = stage_batches(own, dd, indices, seed=3, batch_size=lnet.batch_size(own)).next()
+    assert x.shape[0] == 6 and y.shape[0] == 6
+    x, _ = stage_batches(own, dd, indices, seed=3).next()
+    assert x.shape[0] == 4                                                   # other stages: data.batch_size
+    with pytest.raises(ConfigError, match=r"key 'transfer.lnet_batch_size': -1 is not valid"):
+        load_config(None, TINY + ["transfer.lnet_batch_size=-1"])
+
+
+def test_fields_added_after_stages_were_stored_stay_out_of_recipes_at_their_default():
+    """So the stored laptop stages keep their hashes; a set value is a new stage."""
+    from unisemi.methods.transfer import recipes
+    from unisemi.methods.universal.embeddings import embedding_recipe
+    from unisemi.config import to_dict
+    plain = recipes.lnet_recipe(load_config(None, TINY))["config"]
+    assert "lnet_batch_size" not in plain["transfer"] and "pretrained_partial" not in plain["model"]
+    assert "normalize" not in plain["data"] and "sunrgbd_val" not in plain["data"]
+    own = recipes.lnet_recipe(load_config(None, TINY + ["transfer.lnet_batch_size=30", "data.normalize=imagenet"]))
+    assert own["config"]["transfer"]["lnet_batch_size"] == 30 and own["config"]["data"]["normalize"] == "imagenet"
+    u = load_config("universal_city_town", ["data.sunrgbd_val=val37"])
+    rec = embedding_recipe(to_dict(u), u, "city")["config"]
+    assert rec["data"]["sunrgbd_val"] == "val37" and "normalize" not in rec["data"]
+    assert "pretrained_partial" not in rec["model"]

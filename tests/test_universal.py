@@ -359,3 +359,38 @@ def test_streamed_label_embeddings_equal_the_in_memory_ones_without_subsampling(
     got = streamed_embeddings(model, dd, 8, 1, seed=0)
     assert got.shape == want.shape == (dd.num_classes, 1, 8)
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_finetune_restart_schedule_starts_the_target_phase_at_the_full_rate():
+    """restart_schedule: two poly schedules (source to the switch, target after it), the
+    optimiser's momentum dropped at the switch; off: one poly schedule over the whole run."""
+    from unisemi.methods import finetune as FT
+    from unisemi.models import build_model
+    from unisemi.optim import build_optimizer, poly_lr, set_lr
+    base = TINY + ["method=finetune", "finetune.source_domain=town", "train.iterations=10", "optim.lr=0.1"]
+    for restart in (False, True):
+        cfg = load_config("supervised_city", base + [f"finetune.restart_schedule={str(restart).lower()}"])
+        model = build_model(cfg.model, {"city": 19})
+        state = FT.build(cfg, model)
+        group = FT.groups(cfg, model, state)[0]
+        assert group.restart_at == (5 if restart else 0)
+        opt = build_optimizer(group)
+        p = group.parameters()[0]
+        p.grad = torch.ones_like(p)
+        lrs = []
+        for step in range(10):
+            if step == 5:
+                assert opt.state.get(p), "momentum is kept up to the switch"
+            lrs.append(set_lr(opt, group, step, 10))
+            if step == 5:
+                assert bool(opt.state.get(p)) is not restart     # dropped at the switch only with restart
+            opt.step()
+        if restart:
+            want = [poly_lr(0.1, s, 5, 0.9) for s in range(5)] + [poly_lr(0.1, s, 5, 0.9) for s in range(5)]
+            assert lrs[5] == 0.1
+        else:
+            want = [poly_lr(0.1, s, 10, 0.9) for s in range(10)]
+            assert lrs[5] < 0.1 * 0.6
+        assert lrs == pytest.approx(want, rel=1e-12)
+        # the head's group keeps its multiplier on top
+        assert opt.param_groups[1]["lr"] == pytest.approx(lrs[-1] * cfg.optim.head_lr_mult)

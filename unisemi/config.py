@@ -52,6 +52,13 @@ class DataConfig:
     check_counts: bool = True          # a train split with other than the published count is an error
     prefetch: int = 2                  # batches each worker decodes ahead
     cache_resized: bool = True         # keep pairs at data.resize under $UNISEMI_CACHE/resized (same samples, faster)
+    # what the model is fed: weights (what model.pretrained was trained on; imagenet without
+    # published weights) | imagenet (RGB, ImageNet mean/std) | caffe_bgr (BGR 0-255 minus the Caffe
+    # mean: the COCO DeepLabv2 files): data/transforms.py
+    normalize: str = "weights"
+    # SUN RGB-D only: the split scored as val: test (the 5,050 test images) | val37 (the 475 of
+    # Chris Choy's split/val37.txt, the universal paper's and MSeg's validation set)
+    sunrgbd_val: str = "test"
 
 
 @dataclass(frozen=True)
@@ -329,6 +336,10 @@ def validate(cfg, where: str = "") -> None:
     if cfg.data.val_images < 0:
         bad("data.val_images", cfg.data.val_images, "a count >= 0 (0 = all)")
     _validate_real(cfg, bad)
+    from unisemi.data.transforms import scheme_problem
+    problem = scheme_problem(cfg.data.normalize, cfg.model.pretrained)   # the weights' input
+    if problem:
+        bad("data.normalize", cfg.data.normalize, problem)
     if cfg.model.output_stride not in (8, 16):
         bad("model.output_stride", cfg.model.output_stride, "8 or 16")
     if cfg.train.iterations < 1:
@@ -375,6 +386,9 @@ def _validate_real(cfg, bad) -> None:
         bad("data.workers", cfg.data.workers, "a count >= 0")
     if cfg.data.prefetch < 1:
         bad("data.prefetch", cfg.data.prefetch, "an integer >= 1")
+    from unisemi.data.real import SUNRGBD_VAL
+    if cfg.data.sunrgbd_val not in SUNRGBD_VAL:
+        bad("data.sunrgbd_val", cfg.data.sunrgbd_val, " | ".join(SUNRGBD_VAL))
 
 
 def foreign_method_keys(values: dict, method: str) -> list[str]:

@@ -27,6 +27,9 @@ class Group:
     betas: tuple = (0.9, 0.999)        # Adam
     weight_decay: float = 0.0
     poly_power: float = 0.9            # lr_t = lr * (1 - t / T) ** power
+    # > 0: two phases, as two training runs: the poly schedule decays to 0 at this step and starts
+    # again from lr, and the optimiser's state (momentum) is dropped there (finetune's target phase)
+    restart_at: int = 0
 
     def parameters(self) -> list:
         return [p for g in self.params for p in g["params"]]
@@ -59,7 +62,14 @@ def poly_lr(base: float, step: int, total: int, power: float) -> float:
 
 def set_lr(optimizer: torch.optim.Optimizer, group: Group, step: int, total: int) -> float:
     """Apply the group's poly schedule at `step`; returns the base (multiplier 1) rate."""
-    lr = poly_lr(group.lr, step, total, group.poly_power)
+    r = group.restart_at
+    if 0 < r < total:
+        if step == r:
+            optimizer.state.clear()
+        lr = poly_lr(group.lr, step, r, group.poly_power) if step < r else \
+            poly_lr(group.lr, step - r, total - r, group.poly_power)
+    else:
+        lr = poly_lr(group.lr, step, total, group.poly_power)
     for g in optimizer.param_groups:
         g["lr"] = lr * g.get("lr_mult", 1.0)
     return lr

@@ -11,6 +11,7 @@ let the method write its state (teacher, memory bank, centroids) in `update`, an
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ from unisemi.device import resolve_device  # noqa: F401  (also unisemi.train.res
 from unisemi.config import Config, build_config, config_hash, to_dict, with_overrides
 from unisemi.data import is_real, load_domain
 from unisemi.data.sampler import IndexSampler
-from unisemi.data.transforms import normalize, random_hflip
+from unisemi.data.transforms import input_scheme, normalize, random_hflip
 from unisemi.evaluate import evaluate_domain, evaluate_pairs, summarize
 from unisemi.methods import get_method, head_sizes
 from unisemi.models import build_model
@@ -56,6 +57,7 @@ class Batches:
         self.part = (rank, world_size)
         self.domains = {**domains, **(extra_labelled or {})}
         self.device, self.hflip, self.raw = device, cfg.data.hflip, raw
+        self.scheme = input_scheme(cfg)     # what the model's weights were trained on (data.normalize)
         self.aug = torch.Generator().manual_seed(seed + 17)
         b, bu = cfg.data.batch_size, cfg.data.unlabelled_batch_size
         self.sizes = {"labelled": b, "unlabelled": bu}
@@ -125,7 +127,7 @@ class Batches:
     def _image(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised float images, or float [0, 1] ones for methods that augment them first."""
         x = x.to(self.device, non_blocking=True)
-        return x.float().div_(255.0) if self.raw else normalize(x)
+        return x.float().div_(255.0) if self.raw else normalize(x, self.scheme)
 
     def state_dict(self) -> dict:
         return {"aug": self.aug.get_state(),
@@ -155,14 +157,15 @@ def evaluate_all(cfg: Config, model, domains: dict, device, iteration: int) -> d
     """One evaluation record: per-domain metrics (each domain scored by its own head)."""
     rank, size = ddp.world()
     record = {"iteration": iteration, "domains": {}}
+    norm = functools.partial(normalize, scheme=input_scheme(cfg))
     for d, dd in domains.items():
         shard = dd.val[rank::size]  # each rank scores a shard; confusion matrices are summed
         if is_real(d):
-            conf = evaluate_pairs(model, dd.val_batches(shard), d, dd.num_classes, device, normalize)
+            conf = evaluate_pairs(model, dd.val_batches(shard), d, dd.num_classes, device, norm)
         else:
             images, labels = dd.fetch("val", shard)
             conf = evaluate_domain(model, images, labels, d, dd.num_classes, cfg.eval.batch_size,
-                                   device, normalize)
+                                   device, norm)
         conf = ddp.sum_over_ranks(conf.to(device)).cpu()
         record["domains"][d] = summarize(conf, dd.classes, cfg.eval.absent_as_zero, cfg.eval.classes)
     mious = [m["miou"] for m in record["domains"].values()]

@@ -33,11 +33,12 @@ def load_run(path: str):
 
 
 @torch.no_grad()
-def class_features(model, dd, images: int, per_class: int, classes: list[int], seed: int = 0):
+def class_features(model, dd, images: int, per_class: int, classes: list[int], seed: int = 0,
+                   scheme: str = "imagenet"):
     """Encoder features (upsampled to label resolution) of up to `per_class` val pixels per class."""
     from unisemi.data.transforms import normalize
     x, y = dd.fetch("val", dd.val[:images])
-    feats = model.encode(normalize(x))["out"]
+    feats = model.encode(normalize(x, scheme))["out"]
     up = F.interpolate(feats, size=y.shape[-2:], mode="bilinear", align_corners=False)
     rows = up.permute(0, 2, 3, 1).reshape(-1, up.shape[1])
     lab = y.reshape(-1).long()
@@ -63,6 +64,8 @@ def tsne(args) -> Path:
     import matplotlib.pyplot as plt
     from sklearn.manifold import TSNE
 
+    from unisemi.data.transforms import input_scheme
+
     runs = [load_run(p) for p in args.checkpoint]
     domains = args.domains or list(runs[0][2])[:2]
     fig, axes = plt.subplots(1, len(runs), figsize=(6 * len(runs), 5.5), squeeze=False)
@@ -72,7 +75,8 @@ def tsne(args) -> Path:
             if d not in dds:
                 raise ValueError(f"{path}: no domain '{d}' (has: {', '.join(dds)})")
             classes = majority_classes(dds[d], args.images, args.classes)
-            x, c = class_features(model, dds[d], args.images, args.per_class, classes)
+            x, c = class_features(model, dds[d], args.images, args.per_class, classes,
+                                  scheme=input_scheme(cfg))
             feats.append(x)
             labels += [f"{d}:{dds[d].classes[i]}" for i in c]
         emb = TSNE(n_components=2, init="pca", random_state=0, perplexity=30).fit_transform(np.concatenate(feats))
@@ -95,7 +99,7 @@ def predictions(args) -> Path:
     from PIL import Image
 
     from unisemi.data.synthetic.preview import palette
-    from unisemi.data.transforms import normalize
+    from unisemi.data.transforms import input_scheme, normalize
     from unisemi.losses import IGNORE_INDEX
 
     runs = [load_run(p) for p in args.checkpoint]
@@ -106,8 +110,8 @@ def predictions(args) -> Path:
     colours = np.array(palette(args.domain) + [(0, 0, 0)] * (256 - dd.num_classes), dtype=np.uint8)
     colours[IGNORE_INDEX] = (0, 0, 0)
     columns = [x.permute(0, 2, 3, 1).numpy()]
-    for _, model, _ in runs:
-        pred = model(normalize(x), args.domain)["logits"].argmax(1).numpy()
+    for cfg, model, _ in runs:
+        pred = model(normalize(x, input_scheme(cfg)), args.domain)["logits"].argmax(1).numpy()
         columns.append(colours[pred])
     columns.append(colours[y.numpy()])
     grid = np.concatenate([np.concatenate(list(col), axis=0) for col in columns], axis=1)

@@ -175,6 +175,7 @@ class RealDomain:
     prefetch: int
     val_images: int
     cache: ResizedCache | None = None
+    val_split: str | None = None      # the split scored as val; None: the dataset's (DATASETS)
     _val: list | None = field(default=None, repr=False)
 
     @property
@@ -190,7 +191,7 @@ class RealDomain:
     def val_pairs(self) -> list:
         """Listed on first use: a source-only domain (GTA5, SYNTHIA) never needs one."""
         if self._val is None:
-            split = DATASETS[self.name].val
+            split = self.val_split or DATASETS[self.name].val
             if split is None:
                 raise SourceError(f"{self.name} has no validation split: use it as a source domain, "
                                   f"not in data.domains")
@@ -252,6 +253,22 @@ def training_size(data_cfg, name: str) -> tuple:
     return crop or resize
 
 
+# data.sunrgbd_val -> the SUN RGB-D split scored as val. SUN RGB-D has no official val split;
+# the universal paper (and MSeg) score the 475 images of Chris Choy's split/val37.txt, a subset
+# of test, which the source reads as its `val` split.
+SUNRGBD_VAL = {"test": "test", "val37": "val"}
+
+
+def val_split_of(data_cfg, name: str) -> str | None:
+    ds = DATASETS[name]
+    if ds.source != "sunrgbd":
+        return ds.val
+    value = getattr(data_cfg, "sunrgbd_val", "test")
+    if value not in SUNRGBD_VAL:
+        raise SourceError(f"data.sunrgbd_val={value!r}: expected one of {', '.join(SUNRGBD_VAL)}")
+    return SUNRGBD_VAL[value]
+
+
 def load_real(data_cfg, name: str) -> RealDomain:
     ds = DATASETS[name]
     root = root_of(data_cfg, name)
@@ -281,4 +298,5 @@ def load_real(data_cfg, name: str) -> RealDomain:
         name=name, classes=classes_of(name), labelled=labelled, unlabelled=unlabelled,
         split_id=split_id, split_hash=digest, root=root,
         train_pairs=pairs, geometry=geometry, val_resize=_size(data_cfg.val_resize, ds.val_resize),
-        workers=data_cfg.workers, prefetch=data_cfg.prefetch, val_images=data_cfg.val_images, cache=cache)
+        workers=data_cfg.workers, prefetch=data_cfg.prefetch, val_images=data_cfg.val_images, cache=cache,
+        val_split=val_split_of(data_cfg, name))

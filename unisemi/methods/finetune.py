@@ -3,8 +3,10 @@ domain's N labels, swap the classifier, fine-tune on the target domain's N label
 
 One run: for the first `finetune.source_fraction` of the iterations the shared encoder trains with
 a source-only classifier on source batches; then the target's own (so far untouched) head takes
-over on target batches. Only the target domain is evaluated, with the model fine-tuned to it. The
-learning rate follows one poly schedule over the whole run.
+over on target batches. Only the target domain is evaluated, with the model fine-tuned to it.
+The learning rate follows one poly schedule over the whole run (the laptop tables), or with
+`finetune.restart_schedule` one per phase, the optimiser's momentum dropped at the switch, as two
+training runs (train on A, then fine-tune on B) would: the paper profiles' setting.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ NEEDS_UNLABELLED = False
 class Config:
     source_domain: str = ""            # trained first; its labelled split has data.n_labelled images
     source_fraction: float = 0.5       # share of train.iterations spent on the source
+    restart_schedule: bool = False     # the target phase starts its own poly schedule at optim.lr
 
 
 def validate(cfg, bad, active: bool) -> None:
@@ -51,6 +54,15 @@ class State(nn.Module):
         self.switch = int(round(cfg.finetune.source_fraction * cfg.train.iterations))
         self.source_head = model.head_builder(model.encoder_channels, int(model.encoder.low_channels),
                                               n_source, model.cfg)
+
+
+def groups(cfg, model, state) -> list:
+    """The default SGD group; with restart_schedule its poly schedule restarts at the switch."""
+    from unisemi.optim import default_groups
+    out = default_groups(cfg, model, state)
+    if cfg.finetune.restart_schedule:
+        out[0].restart_at = state.switch
+    return out
 
 
 def build(cfg, model, stages=None) -> nn.Module:

@@ -26,7 +26,8 @@ class Published:
     files: tuple[str, ...]    # published file names, preferred first (any one is accepted)
     pretraining: str          # what the weights were trained on
     source: str               # where a user gets the file
-    input: str                # the input the weights expect (unisemi feeds ImageNet RGB mean/std)
+    input: str                # the input the weights expect, in words
+    normalize: str            # that input as a data.normalize scheme (data/transforms.py)
     sha256: str = "not published"
     also: tuple[str, ...] = ()  # other encoders with the same tensors (same keys and shapes)
 
@@ -48,33 +49,34 @@ PUBLISHED = {p.name: p for p in [
               ("resnet101-63fe2227.pth", "resnet101-5d3b4d8f.pth"),
               "ImageNet-1k classification (torchvision IMAGENET1K_V1)",
               "https://download.pytorch.org/models/resnet101-63fe2227.pth (the contrastive release "
-              "loads the older name resnet101-5d3b4d8f.pth, also accepted)", _TORCHVISION_INPUT,
+              "loads the older name resnet101-5d3b4d8f.pth, also accepted)", _TORCHVISION_INPUT, "imagenet",
               # The contrastive release puts these weights into DeepLabv2 (deeplabv2_imagenet.py).
               also=("deeplabv2_resnet101_imagenet",)),
     Published("imagenet-resnet18", "resnet18", "torchvision-resnet",
               ("resnet18-f37072fd.pth", "resnet18-5c106cde.pth"),
               "ImageNet-1k classification (torchvision IMAGENET1K_V1)",
-              "https://download.pytorch.org/models/resnet18-f37072fd.pth", _TORCHVISION_INPUT),
+              "https://download.pytorch.org/models/resnet18-f37072fd.pth", _TORCHVISION_INPUT,
+              "imagenet"),
     Published("coco-deeplabv2-resnet101", "deeplabv2_resnet101", "deeplabv2-resnet",
               ("resnet101COCO-41f33a49.pth",),
               "DeepLabv2's ResNet-101 init: ImageNet, then MS-COCO segmentation",
               "http://vllab1.ucmerced.edu/~whung/adv-semi-seg/resnet101COCO-41f33a49.pth (AdvSemiSeg; "
-              "loaded by the contrastive release's trainSSL.py for its COCO configs)", _CAFFE_INPUT),
+              "loaded by the contrastive release's trainSSL.py for its COCO configs)", _CAFFE_INPUT, "caffe_bgr"),
     # AdaptSegNet's paper says "pre-trained on ImageNet", but its authors say this file is
     # DeepLab's ImageNet + COCO init (wasidennis/AdaptSegNet issues #5 and #92); hence the name.
     Published("coco-deeplabv2-resnet101-adaptsegnet", "deeplabv2_resnet101", "deeplabv2-resnet-scale",
               ("DeepLab_resnet_pretrained_init-f81d91e8.pth",),
               "DeepLabv2's ResNet-101 init: ImageNet, then MS-COCO (AdaptSegNet issues #5, #92)",
               "http://vllab.ucmerced.edu/ytsai/CVPR18/DeepLab_resnet_pretrained_init-f81d91e8.pth "
-              "(AdaptSegNet's RESTORE_FROM)", _CAFFE_INPUT),
+              "(AdaptSegNet's RESTORE_FROM)", _CAFFE_INPUT, "caffe_bgr"),
     Published("imagenet-vgg16", "vgg16_largefov", "torchvision-vgg16", ("vgg16-397923af.pth",),
               "ImageNet-1k classification (torchvision IMAGENET1K_V1); fc6/fc7 decimated to "
               "LargeFOV's shapes by the converter", "https://download.pytorch.org/models/vgg16-397923af.pth",
-              _TORCHVISION_INPUT),
+              _TORCHVISION_INPUT, "imagenet"),
     Published("imagenet-drn-d-22", "drn_d_22", "drn", ("drn_d_22-4bd2f8ea.pth",),
               "ImageNet-1k classification (fyu/drn)",
               "http://dl.yf.io/drn/drn_d_22-4bd2f8ea.pth (fyu/drn model_urls['drn-d-22'])",
-              _TORCHVISION_INPUT),
+              _TORCHVISION_INPUT, "imagenet"),
 ]}
 
 # Names that were proposed but would describe a file wrongly: refused with the reason.

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from unisemi.data import augment as aug
-from unisemi.data.transforms import normalize_float
+from unisemi.data.transforms import input_scheme, normalize_float
 from unisemi.losses import IGNORE_INDEX, entropy_from_logp
 from unisemi.methods.contrastive.attention import ClassAttention
 from unisemi.methods.contrastive.config import Config, validate  # noqa: F401  (the `contrastive:` section)
@@ -55,6 +55,7 @@ class State(nn.Module):
         super().__init__()
         c = cfg.contrastive
         self.cfg, self.domain, self.num_classes = cfg, domain, num_classes
+        self.scheme = input_scheme(cfg)     # the model's input (data.normalize)
         self.background = background       # VOC's class 0: ClassMix picks it only when alone
         self.total_steps = cfg.train.iterations
         # max(1, psi / |X_l|), rounded with Python's round as the release; its VOC branch: x C / 3
@@ -280,7 +281,7 @@ def losses(model, state, batch: dict, step: int) -> dict[str, torch.Tensor]:
     # Teacher pseudo-labels on the un-augmented unlabelled images (Eq. 5).
     with torch.no_grad():
         _teacher_mode(state)
-        t_prob = state.teacher(normalize_float(x_u), d)["logits"].softmax(1)
+        t_prob = state.teacher(normalize_float(x_u, state.scheme), d)["logits"].softmax(1)
         conf_u, pl_u = t_prob.max(1)
     # Augmentations (Table 1): weak for labelled (ClassMix with GT), A strong views for unlabelled.
     y_raw = y_l                 # class balancing counts the labels before augmentation, as the release
@@ -320,7 +321,7 @@ def losses(model, state, batch: dict, step: int) -> dict[str, torch.Tensor]:
             alpha = class_weights(counts)
 
     # One student pass over labelled + strong views.
-    x_all = normalize_float(torch.cat([x_l, x_s]))
+    x_all = normalize_float(torch.cat([x_l, x_s]), state.scheme)
     feats_enc = model.encode(x_all)
     out = model.decode(feats_enc, d)
     # Split before upsampling: the backward of a slice of the full-resolution logits would
@@ -341,7 +342,7 @@ def losses(model, state, batch: dict, step: int) -> dict[str, torch.Tensor]:
         terms["ent"] = c.lambda_ent * mean_entropy(logp_s, pl_s, normalised=c.released_normalised_entropy)
 
     if c.lambda_contr > 0:
-        memory, fill = memory_after_push(state, normalize_float(x_target), y_target,
+        memory, fill = memory_after_push(state, normalize_float(x_target, state.scheme), y_target,
                                          out["features"][:len(x_target)])
         updates["memory"], updates["fill"] = memory, fill
         if after_warmup:

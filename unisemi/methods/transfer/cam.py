@@ -78,13 +78,13 @@ def seed_masks(cams: torch.Tensor, present: torch.Tensor, threshold: float) -> t
 
 @torch.no_grad()
 def seeds(model, images: torch.Tensor, present: torch.Tensor, threshold: float,
-          batch_size: int = 64) -> torch.Tensor:
+          batch_size: int = 64, scheme: str = "imagenet") -> torch.Tensor:
     """Seeds (N, C-1, H, W) of uint8 images (N, 3, H, W), CAMs upsampled to the image."""
     model.eval()
     device = next(model.parameters()).device
     out = []
     for i in range(0, len(images), batch_size):
-        x = normalize(images[i:i + batch_size].to(device))
+        x = normalize(images[i:i + batch_size].to(device), scheme)
         cams = F.interpolate(activation_maps(model, x), size=x.shape[-2:], mode="bilinear",
                              align_corners=False)
         out.append(seed_masks(cams, present[i:i + batch_size].to(device), threshold).cpu())

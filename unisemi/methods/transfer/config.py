@@ -57,6 +57,7 @@ class Config:
     # 1. L-Net (Eq. 1): the segmentation network on binarised strong labels, BCE
     lnet_iterations: int = 1000
     lnet_lr: float = 0.01              # the paper's 5e-8 is for its summed-loss VGG setup
+    lnet_batch_size: int = 0           # strong images per L-Net step (paper: 30); 0 = data.batch_size
     # 2. CAM (Zhou et al. 2016): the same encoder, a linear head, global average pooling
     cam_iterations: int = 1000
     cam_lr: float = 0.01
@@ -88,6 +89,8 @@ def validate(cfg, bad, active: bool) -> None:
         bad("transfer.phase", c.phase, " | ".join(PHASES))
     if c.strong_domain not in STRONG_DOMAIN_BACKGROUND:
         bad("transfer.strong_domain", c.strong_domain, " | ".join(STRONG_DOMAIN_BACKGROUND))
+    if c.lnet_batch_size < 0:
+        bad("transfer.lnet_batch_size", c.lnet_batch_size, "a count >= 1, or 0 for data.batch_size")
     for key in ("lnet_iterations", "cam_iterations", "segmenter_iterations", "pnet_pretrain_iterations",
                 "diffusion_segments", "pnet_max_classes"):
         if getattr(c, key) < 1:

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from unisemi.data.transforms import input_scheme
+
 STAGE = "transfer-labels"
 LABELS_FILE = "labels.pt"
 INDEX_FILE = "index.json"          # a real domain's: pool index -> map file, per weak image
@@ -69,8 +71,8 @@ def build(cfg, folder: Path, lnet_path: Path, cam_path: Path) -> None:
         idx = part.weak[s:s + CHUNK]
         images, _ = dd.fetch("train", idx)         # the images only: their labels are never read
         present = part.weak_labels[s:s + CHUNK, 1:]
-        m = lnet.object_masks(lnet_model, images)
-        sd = cam.seeds(cam_model, images, present, cfg.transfer.cam_threshold)
+        m = lnet.object_masks(lnet_model, images, scheme=input_scheme(cfg))
+        sd = cam.seeds(cam_model, images, present, cfg.transfer.cam_threshold, scheme=input_scheme(cfg))
         out, sec = diffuse_images(jobs_for(images, m, sd, present), p, cfg.transfer.diffusion_workers)
         maps += out
         seconds += sec
@@ -106,8 +108,9 @@ def build_files(cfg, folder: Path, lnet_path: Path, cam_path: Path) -> None:
         for k in range(s, min(s + CHUNK, len(weak))):     # one image per forward: sizes differ
             (x,) = next(images)
             present = part.weak_labels[k:k + 1, 1:]
-            m = lnet.object_masks(lnet_model, x)
-            jobs += jobs_for(x, m, cam.seeds(cam_model, x, present, cfg.transfer.cam_threshold), present)
+            m = lnet.object_masks(lnet_model, x, scheme=input_scheme(cfg))
+            jobs += jobs_for(x, m, cam.seeds(cam_model, x, present, cfg.transfer.cam_threshold,
+                                             scheme=input_scheme(cfg)), present)
         maps, sec = diffuse_images(jobs, p, cfg.transfer.diffusion_workers)
         for name, label in zip(names[s:], maps):
             Image.fromarray(label.astype(np.uint8), "L").save(folder / name)

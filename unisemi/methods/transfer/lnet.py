@@ -27,6 +27,12 @@ def bce(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torc
     return (loss * w).sum() / w.sum().clamp_min(1)
 
 
+def batch_size(cfg) -> int:
+    """Strong images per L-Net step: transfer.lnet_batch_size (the paper's 30, Training), else
+    the segmenter's data.batch_size (0, which every laptop table ran with)."""
+    return cfg.transfer.lnet_batch_size or cfg.data.batch_size
+
+
 def new_model(cfg):
     from unisemi.models import build_model
     torch.manual_seed(cfg.train.seed * 1_000 + 1)
@@ -47,7 +53,8 @@ def train(cfg):
         target, valid = binary_targets(y, src.object_lut)
         return bce(model(x, HEAD)["logits"], target, valid)
 
-    batches = stage_batches(cfg, src.data, src.indices, cfg.train.seed * 1_000 + 11)
+    batches = stage_batches(cfg, src.data, src.indices, cfg.train.seed * 1_000 + 11,
+                            batch_size=batch_size(cfg))
     trace = sgd_fit(list(model.parameters()), loss, batches, cfg.transfer.lnet_iterations,
                     cfg.transfer.lnet_lr, cfg)
     return model, trace, len(src.indices)
@@ -64,10 +71,10 @@ def load(cfg, path: Path):
 
 
 @torch.no_grad()
-def object_masks(model, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+def object_masks(model, images: torch.Tensor, batch_size: int = 64, scheme: str = "imagenet") -> torch.Tensor:
     """M = sigmoid(L-Net) of uint8 images (N, 3, H, W): float (N, H, W) in [0, 1]."""
     model.eval()
     device = next(model.parameters()).device
-    out = [torch.sigmoid(model(normalize(images[i:i + batch_size].to(device)), HEAD)["logits"][:, 0]).cpu()
+    out = [torch.sigmoid(model(normalize(images[i:i + batch_size].to(device), scheme), HEAD)["logits"][:, 0]).cpu()
            for i in range(0, len(images), batch_size)]
     return torch.cat(out) if out else torch.zeros(0, *images.shape[-2:])

@@ -24,7 +24,7 @@ SEGMENTER = "transfer-segmenter"
 SEGMENTER_FILE = "segmenter.pt"
 VERSION = "v1"
 
-LNET_KEYS = ("split", "strong_domain", "lnet_iterations", "lnet_lr")
+LNET_KEYS = ("split", "strong_domain", "lnet_iterations", "lnet_lr", "lnet_batch_size")
 CAM_KEYS = ("cam_iterations", "cam_lr")
 LABEL_KEYS = LNET_KEYS + CAM_KEYS + ("cam_threshold", "diffusion_segments", "diffusion_compactness",
                                      "diffusion_sigma", "diffusion_seed_fraction",
@@ -33,6 +33,10 @@ PNET_KEYS = LNET_KEYS + ("pnet_pretrain_iterations", "pnet_lr", "pnet_size")
 # no stage reads the first two; the loader settings change how fast a stage reads, not what
 DATA_ASIDE = ("val_images", "unlabelled_batch_size", "workers", "prefetch", "cache_resized")
 OPTIM_ASIDE = ("lr", "head_lr_mult")    # the segmenter's: the own-loop stages have their own rates
+# Fields added after stages were stored: out of a recipe while they hold the value that computes
+# what the stored stages computed (as spec.ADDED_KEYS does for trial keys), so their hashes stay.
+ADDED = {("data", "normalize"): "weights", ("data", "sunrgbd_val"): "test",
+         ("model", "pretrained_partial"): False, ("transfer", "lnet_batch_size"): 0}
 
 
 def stage_values(cfg, keys, whole_optim: bool = False) -> dict:
@@ -40,10 +44,14 @@ def stage_values(cfg, keys, whole_optim: bool = False) -> dict:
     from unisemi.data import synthetic
     d = json.loads(json.dumps(dataclasses.asdict(cfg)))     # as config.to_dict (no import back)
     optim = d["optim"] if whole_optim else {k: v for k, v in d["optim"].items() if k not in OPTIM_ASIDE}
-    return {"method": "transfer", "world": synthetic.WORLD_VERSION,
-            "data": {k: v for k, v in d["data"].items() if k not in DATA_ASIDE},
-            "model": d["model"], "optim": optim, "train": {"seed": cfg.train.seed},
-            "transfer": {k: d["transfer"][k] for k in keys}}
+    values = {"method": "transfer", "world": synthetic.WORLD_VERSION,
+              "data": {k: v for k, v in d["data"].items() if k not in DATA_ASIDE},
+              "model": d["model"], "optim": optim, "train": {"seed": cfg.train.seed},
+              "transfer": {k: d["transfer"][k] for k in keys}}
+    for (section, name), default in ADDED.items():
+        if values[section].get(name, default) == default:
+            values[section].pop(name, None)
+    return values
 
 
 def lnet_recipe(cfg) -> dict:

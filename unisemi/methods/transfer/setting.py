@@ -19,7 +19,7 @@ import torch
 
 from unisemi.data import IGNORE_INDEX, load_domain
 from unisemi.data.sampler import IndexSampler
-from unisemi.data.transforms import normalize, random_hflip
+from unisemi.data.transforms import input_scheme, normalize, random_hflip
 from unisemi.methods.transfer.config import (STRONG_DOMAIN_BACKGROUND, STRONG_DOMAIN_EXCLUDED,
                                              strong_classes)
 from unisemi.optim import poly_lr
@@ -138,17 +138,20 @@ class ImageLabelBatches:
         self.stream.close()
 
 
-def stage_batches(cfg, dd, indices: torch.Tensor, seed: int, fetch=None, image_labels: bool = False):
+def stage_batches(cfg, dd, indices: torch.Tensor, seed: int, fetch=None, image_labels: bool = False,
+                  batch_size: int = 0):
     """Batches of uint8 images and labels over `indices` of domain `dd` for a stage's own fit.
     A real domain streams them from workers at its geometry (crop, flip; the label map follows
     the image, image-level labels come from the whole mask); the embedded world fetches
-    `fetch(indices)` (default: images and label maps) and flips here."""
+    `fetch(indices)` (default: images and label maps) and flips here. `batch_size`: images per
+    batch, 0 for data.batch_size."""
     from unisemi.data import is_real
+    batch_size = batch_size or cfg.data.batch_size
     if is_real(dd.name):
-        stream = dd.pool_stream(indices, cfg.data.batch_size, seed, labels=not image_labels,
+        stream = dd.pool_stream(indices, batch_size, seed, labels=not image_labels,
                                 classes=image_labels)
         return ImageLabelBatches(stream) if image_labels else stream
-    sampler = IndexSampler(indices, cfg.data.batch_size, seed)
+    sampler = IndexSampler(indices, batch_size, seed)
     return IndexedBatches(sampler, fetch or (lambda i: dd.fetch("train", i)), cfg, cfg.data.hflip)
 
 
@@ -165,14 +168,14 @@ def sgd_fit(params, loss_of_batch, batches, iterations: int, lr: float, cfg) -> 
     o = cfg.optim
     opt = torch.optim.SGD(params, lr=lr, momentum=o.momentum, weight_decay=o.weight_decay)
     device = params[0].device               # the fit's module is on `stage_device(cfg)`
-    trace = []
+    trace, scheme = [], input_scheme(cfg)
     try:
         for step in range(iterations):
             for g in opt.param_groups:
                 g["lr"] = poly_lr(lr, step, iterations, o.poly_power)
             x, y = batches.next()
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            loss = loss_of_batch(normalize(x), y)
+            loss = loss_of_batch(normalize(x, scheme), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -146,7 +146,7 @@ def current_centroids(model, state, domain: str) -> torch.Tensor:
     space the scores live in), at label resolution; K > 1 takes one k-means assignment step from
     the current centres so that centre k stays centre k."""
     from unisemi.data import is_real, labelled_batches, load_domain
-    from unisemi.data.transforms import normalize
+    from unisemi.data.transforms import input_scheme, normalize
     from unisemi.methods.universal.embeddings import (MAX_PIXELS_PER_CLASS, capped_class_rows,
                                                       pixel_embeddings)
     dd = load_domain(state.cfg.data, domain)
@@ -157,8 +157,9 @@ def current_centroids(model, state, domain: str) -> torch.Tensor:
     batches = -(-len(dd.labelled) // 32)
     cap = -(-MAX_PIXELS_PER_CLASS // max(batches, 1))
     g = torch.Generator().manual_seed(state.cfg.train.seed)
+    scheme = input_scheme(state.cfg)
     for x, y in labelled_batches(dd, 32, seed=state.cfg.train.seed):
-        e = state.projection(model.encode(normalize(x.to(state.centroids(domain).device)))["out"])
+        e = state.projection(model.encode(normalize(x.to(state.centroids(domain).device), scheme))["out"])
         r, l = pixel_embeddings(e, y.long().to(e.device))
         if is_real(domain):
             r, l = capped_class_rows(r, l, cap, g)

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from unisemi.data.transforms import input_scheme
 from unisemi.losses import IGNORE_INDEX
 
 MAX_PIXELS_PER_CLASS = 20000    # k-means and means on a seeded subsample beyond this
@@ -107,20 +108,24 @@ def pixel_embeddings(features: torch.Tensor, labels: torch.Tensor, mean=None, co
 
 
 @torch.no_grad()
-def encoder_rows(model, dd, batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+def encoder_rows(model, dd, batch_size: int = 32, scheme: str = "imagenet") -> tuple[torch.Tensor, torch.Tensor]:
     """Encoder outputs at feature resolution of every labelled image of a domain, with labels."""
     from unisemi.data.transforms import normalize
     feats, labels = [], []
     model.eval()
     for i in range(0, len(dd.labelled), batch_size):
         x, y = dd.fetch("train", dd.labelled[i:i + batch_size])
-        feats.append(model.encode(normalize(x))["out"])
+        feats.append(model.encode(normalize(x, scheme))["out"])
         labels.append(y.long())
     return torch.cat(feats), torch.cat(labels)
 
 
 STAGE = "label-embeddings"
 LOADER_KEYS = ("workers", "prefetch", "cache_resized")   # how fast the data is read, not what: outside the recipe
+# Fields added after stages were stored: out of the recipe at the value the stored stages computed
+# with, so their hashes stay (spec.ADDED_KEYS does the same for trial keys).
+ADDED = {("data", "normalize"): "weights", ("data", "sunrgbd_val"): "test",
+         ("model", "pretrained_partial"): False}
 CENTROIDS_FILE = "centroids.pt"
 
 
@@ -134,14 +139,17 @@ def prior_fit_overrides(cfg, domain: str) -> dict:
 def embedding_recipe(sub: dict, cfg, domain: str) -> dict:
     """Everything that determines a domain's label embeddings (the stage's recipe)."""
     u = cfg.universal
+    config = {k: ({f: x for f, x in v.items() if f not in LOADER_KEYS} if k == "data" else dict(v))
+              for k, v in sub.items() if k in ("data", "model", "optim", "train")}
+    for (section, name), default in ADDED.items():
+        if config.get(section, {}).get(name, default) == default:
+            config.get(section, {}).pop(name, None)
     return {"what": "universal-label-embeddings-v1", "domain": domain, "k": u.centroids,
-            "d": u.embed_dim, "seed": cfg.train.seed,
-            "config": {k: ({f: x for f, x in v.items() if f not in LOADER_KEYS} if k == "data" else v)
-                       for k, v in sub.items() if k in ("data", "model", "optim", "train")}}
+            "d": u.embed_dim, "seed": cfg.train.seed, "config": config}
 
 
 @torch.no_grad()
-def streamed_embeddings(model, dd, embed_dim: int, k: int, seed: int) -> torch.Tensor:
+def streamed_embeddings(model, dd, embed_dim: int, k: int, seed: int, scheme: str = "imagenet") -> torch.Tensor:
     """`build_embeddings` for a real dataset, whose labelled pixels at label resolution would not
     fit in memory (100 Cityscapes crops are 26M pixels): PCA from moments accumulated over one
     pass, then a second pass keeps a seeded share of each class's embedded pixels per batch
@@ -152,7 +160,7 @@ def streamed_embeddings(model, dd, embed_dim: int, k: int, seed: int) -> torch.T
     model.eval()
     n, total, gram, batches = 0, 0.0, 0.0, 0
     for x, _ in labelled_batches(dd, seed=seed):
-        f = model.encode(normalize(x.to(device)))["out"]
+        f = model.encode(normalize(x.to(device), scheme))["out"]
         rows = f.permute(0, 2, 3, 1).reshape(-1, f.shape[1]).double()
         n, total, gram, batches = n + len(rows), total + rows.sum(0), gram + rows.T @ rows, batches + 1
     mean, comps = pca_from_moments(n, total, gram, embed_dim)
@@ -161,7 +169,7 @@ def streamed_embeddings(model, dd, embed_dim: int, k: int, seed: int) -> torch.T
     g = torch.Generator().manual_seed(seed)
     kept, kept_labels = [], []
     for x, y in labelled_batches(dd, seed=seed):
-        f = model.encode(normalize(x.to(device)))["out"]
+        f = model.encode(normalize(x.to(device), scheme))["out"]
         rows, lab = pixel_embeddings(f, y.long().to(device), mean, comps)
         rows, lab = capped_class_rows(rows.cpu(), lab.cpu(), cap, g)
         kept.append(rows)
@@ -169,13 +177,15 @@ def streamed_embeddings(model, dd, embed_dim: int, k: int, seed: int) -> torch.T
     return class_centroids(torch.cat(kept), torch.cat(kept_labels), dd.num_classes, k, seed=seed)
 
 
-def build_embeddings(fitted_model, sub_data, domain: str, embed_dim: int, k: int, seed: int) -> torch.Tensor:
-    """PCA of the fitted model's encoder outputs on the labelled pixels, then class centres."""
+def build_embeddings(fitted_model, sub_data, domain: str, embed_dim: int, k: int, seed: int,
+                     scheme: str = "imagenet") -> torch.Tensor:
+    """PCA of the fitted model's encoder outputs on the labelled pixels, then class centres;
+    `scheme`: the fit's input normalisation (data.normalize)."""
     from unisemi.data import is_real, load_domain
     dd = load_domain(sub_data, domain)
     if is_real(domain):
-        return streamed_embeddings(fitted_model, dd, embed_dim, k, seed)
-    feats, labels = encoder_rows(fitted_model, dd)
+        return streamed_embeddings(fitted_model, dd, embed_dim, k, seed, scheme)
+    feats, labels = encoder_rows(fitted_model, dd, scheme=scheme)
     c = feats.shape[1]
     mean, comps = pca(feats.permute(0, 2, 3, 1).reshape(-1, c), embed_dim)
     rows, lab = pixel_embeddings(feats, labels, mean, comps)
@@ -192,7 +202,7 @@ def pretrained_centroids(cfg, domain: str, stages) -> torch.Tensor:
         sub_data = result["config"].data
         u = cfg.universal
         centroids = build_embeddings(result["model"], sub_data, domain, u.embed_dim, u.centroids,
-                                     cfg.train.seed)
+                                     cfg.train.seed, input_scheme(result["config"]))
         torch.save(centroids.cpu(), folder / CENTROIDS_FILE)
 
     path = stages.get(STAGE, recipe, build, label=f"{STAGE}/{domain}") / CENTROIDS_FILE
@@ -216,7 +226,8 @@ def rebuild_stage(recipe: dict, fit, configure=None) -> Path:
     def build(folder: Path) -> None:
         result = fit(sub)
         centroids = build_embeddings(result["model"], result["config"].data, recipe["domain"],
-                                     recipe["d"], recipe["k"], recipe["seed"])
+                                     recipe["d"], recipe["k"], recipe["seed"],
+                                     input_scheme(result["config"]))
         torch.save(centroids.cpu(), folder / CENTROIDS_FILE)
 
     return stage(STAGE, recipe, build, force=True)
