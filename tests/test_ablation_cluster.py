@@ -211,3 +211,22 @@ def test_the_footnote_counts_retries_and_the_work_they_recomputed_from_final_row
                                 "last checkpoint; about 13 s of work recomputed.")
     assert retries_note(df.assign(retries=0)) is None
     assert retries_note(df.assign(retries=None)) is None          # rows written before the column
+
+
+@pytest.mark.slow
+def test_an_error_of_the_code_is_retried_max_failures_times_then_reported(tmp_path, ray_local):
+    """A trial that raises at every attempt is retried --max-failures times (1 here), not as often
+    as the larger budget for lost nodes (--max-preemptions) allows, and ends as a failure row."""
+    from unisemi.ablation.runner import run_table
+    from unisemi.ablation.spec import load_spec
+    spec = load_spec(str(tiny_spec(tmp_path / "specs", cells=("a",), seeds=1, baseline=False)))
+    fault = {"after_iteration": 3, "marker": str(tmp_path / "fired"), "every": True}
+    out = run_table(spec, results_dir=tmp_path / "res", max_failures=1, max_preemptions=5, inject_fault=fault,
+                    log=lambda *a: None)
+    final = out["store"].final_rows()
+    assert out["failed"] == 1 and len(final) == 1
+    row = final.iloc[0]
+    assert row["status"] == "error" and row["error"] == "RuntimeError: injected fault after iteration 6"
+    assert row["retries"] == 1        # failed at 3; retried from its checkpoint, failed at 6: reported
+    (key,) = [t.key for t in out["trials"]]
+    assert out["store"].pointer(key) is not None         # unfinished: --resume continues it

@@ -51,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (or per worker)")
     p.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial (or per worker)")
     p.add_argument("--max-concurrent", type=int, default=None, help="trials at once (default: as fit)")
-    p.add_argument("--max-failures", type=int, default=2, help="retries of a failed trial")
+    p.add_argument("--max-failures", type=int, default=2, help="retries of a trial after an error of the code")
+    p.add_argument("--max-preemptions", type=int, default=10,
+                   help="further retries of a trial after losing its node (spot reclaim, a dead worker)")
     p.add_argument("--results", default="results", help="results directory (default: ./results)")
     p.add_argument("--storage", default=None, metavar="URI",
                    help="Ray's experiment state and trial checkpoints: s3://..., gs://... or a folder mounted "
@@ -171,6 +173,7 @@ def _main(args) -> int:
                         resume=args.resume, address=args.address, workers_per_trial=args.workers_per_trial,
                         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                         max_concurrent=args.max_concurrent, max_failures=args.max_failures,
+                        max_preemptions=args.max_preemptions,
                         overrides=overrides, only=only, trackers=args.tracker, storage=args.storage)
         if res["missing"]:
             print(f"warning: {len(res['missing'])} trial(s) have no final row; rerun with --resume",

@@ -26,7 +26,7 @@ from unisemi.ablation.rows import describe_set_aside, in_expansion, set_aside
 from unisemi.ablation.spec import Spec, config_identity, expand
 from unisemi.ablation.store import TableStore, check_results_dir
 from unisemi.ablation.trackers import build_trackers, check_trackers, tracker_tags
-from unisemi.ablation.trial import failure_row, git_revision, rows_for, run_trial, train_run_name
+from unisemi.ablation.trial import failure_row, git_revision, rows_for, run_trial, start_error_ledger, train_run_name
 
 
 class RunnerError(RuntimeError):
@@ -48,6 +48,7 @@ def store_callback(store: TableStore, meta: dict, payload_of, total: int, log):
             self.devices, self.finished, self.launched = {}, 0, {}
             # per trial key: when its last checkpoint was reported, retries, seconds of work lost
             self.kept, self.retries, self.lost, self.where = {}, {}, {}, {}
+            self.failed: set = set()      # trials that ended by reporting a failure (nan, code error)
 
         def on_trial_start(self, iteration, trials, trial, **info):
             key = payload_of(trial)["key"]
@@ -88,6 +89,7 @@ def store_callback(store: TableStore, meta: dict, payload_of, total: int, log):
             device, node = result.get("device"), result.get("node")
             self.devices[t["key"]] = device
             if result.get("failed"):
+                self.failed.add(t["key"])
                 store.merge(t["key"], [{**failure_row(t, meta, result["failed"], result.get("error", ""), device, node),
                                         **self._attempts(t["key"])}])
             elif "record" in result:
@@ -96,10 +98,12 @@ def store_callback(store: TableStore, meta: dict, payload_of, total: int, log):
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             t = payload_of(trial)
-            store.finalize(t["key"])
-            store.drop_pointer(t["key"])          # finished: its checkpoint is not needed to resume
+            if t["key"] not in self.failed:       # else its failure row is final, not an earlier evaluation
+                store.finalize(t["key"])
             fin = store.read_trial(t["key"])
             fin = fin[fin["is_final"]]
+            if len(fin) and (fin["status"] == "ok").all():
+                store.drop_pointer(t["key"])      # finished: its checkpoint is not needed to resume
             if not len(fin):
                 what = "no evaluation reported"
             elif (fin["status"] != "ok").any():
@@ -144,12 +148,14 @@ def run_table(spec: Spec, *, profile: str = "laptop", seeds: int | None = None,
               workers_per_trial: int = 0, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
               max_concurrent: int | None = None, max_failures: int = 2, overrides: dict | None = None,
               num_cpus: int | None = None, inject_fault: dict | None = None, only: dict | None = None,
-              trackers=(), storage: str | None = None, log=print) -> dict:
+              trackers=(), storage: str | None = None, max_preemptions: int = 10, log=print) -> dict:
     """Run the missing trials of `spec`; returns {'ran', 'skipped', 'pending', 'failed', 'store'}.
 
     `trackers`: names from trackers.TRACKERS; each trial is also logged there.
     `storage`: Ray's storage for experiment state and checkpoints (storage.resolve: --storage,
     $UNISEMI_STORAGE, else <results>/ray); on a multi-node cluster every node must reach it.
+    A trial is retried `max_failures` times after errors of the code and, besides, up to
+    `max_preemptions` times after losing its node.
 
     Everything that can refuse the run (a results path that is a file or read-only, another live
     runner on the table, stored trials of another config, a tracker that is not installed) does so
@@ -173,7 +179,7 @@ def run_table(spec: Spec, *, profile: str = "laptop", seeds: int | None = None,
             prepare_pretrained(todo, log)
             _launch(spec, todo, store, profile, results_dir, address, workers_per_trial, cpus_per_trial,
                     gpus_per_trial, max_concurrent, max_failures, num_cpus, inject_fault, log, ray, tune,
-                    trackers, storage, resume)
+                    trackers, storage, resume, max_preemptions)
         missing = check_complete(store, trials)
         failed = in_expansion(store.final_rows(), trials)
     failed = failed[failed["status"] != "ok"] if len(failed) else failed
@@ -230,7 +236,7 @@ def prepare_pretrained(trials, log=print) -> list:
 
 def _launch(spec, todo, store, profile, results_dir, address, workers_per_trial, cpus_per_trial,
             gpus_per_trial, max_concurrent, max_failures, num_cpus, inject_fault, log, ray, tune,
-            trackers=(), storage=None, resume=False):
+            trackers=(), storage=None, resume=False, max_preemptions=10):
     try:
         request = ray_session.trial_resources(workers_per_trial, cpus_per_trial, gpus_per_trial)
     except ValueError as exc:
@@ -240,7 +246,7 @@ def _launch(spec, todo, store, profile, results_dir, address, workers_per_trial,
             "git_rev": git_revision(), "workers": workers_per_trial, "cpus_per_worker": cpus_per_trial,
             "gpus_per_worker": gpus_per_trial, "storage": storage,
             "storage_path": storage_mod.join(storage, "train"),
-            "inject_fault": inject_fault,
+            "inject_fault": inject_fault, "max_failures": max_failures,
             "env": {k: os.environ[k] for k in ("UNISEMI_DATA",) if os.environ.get(k)}}
     with ray_session.ray_session(address, num_cpus):
         growth = ray_session.detect_growth()
@@ -248,6 +254,8 @@ def _launch(spec, todo, store, profile, results_dir, address, workers_per_trial,
         t0 = time.perf_counter()
         how = storage_mod.check_storage(storage)
         log(f"storage {storage}: {how} (checked in {time.perf_counter() - t0:.1f} s)")
+        meta["error_ledger"] = f"unisemi-errors-{meta['run_id']}"
+        ledger = start_error_ledger(meta["error_ledger"])   # noqa: F841  (lives as long as this handle)
         payload = {t.key: t.payload() for t in todo}
         for p in payload.values():
             ray_session.for_resources(p["config"], request)
@@ -265,7 +273,7 @@ def _launch(spec, todo, store, profile, results_dir, address, workers_per_trial,
             ray_session.trainable(run_trial, request, trials=payload, meta=meta),
             param_space={"trial": tune.grid_search([t.key for t in todo])},
             tune_config=ray_session.tune_config(concurrency, request),
-            run_config=ray_session.run_config(name, storage, max_failures, callbacks))
+            run_config=ray_session.run_config(name, storage, max_failures + max_preemptions, callbacks))
         log(f"running {len(todo)} trials, {concurrency} at a time "
             f"({'in-process fit' if workers_per_trial == 0 else f'TorchTrainer x{workers_per_trial}'})")
         tuner.fit()

@@ -107,8 +107,9 @@ def run_trial(params: dict, trials: dict, meta: dict) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             save_checkpoint(tmp)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
-        if fault and record["iteration"] >= fault["after_iteration"] and not Path(fault["marker"]).exists():
-            Path(fault["marker"]).write_text(trial["key"])      # fail once; the retry then passes
+        if fault and record["iteration"] >= fault["after_iteration"] and (
+                fault.get("every") or not Path(fault["marker"]).exists()):
+            Path(fault["marker"]).write_text(trial["key"])      # fail once (or every time); the retry then passes
             raise RuntimeError(f"injected fault after iteration {record['iteration']}")
 
     def keep(iteration, save_checkpoint):
@@ -124,6 +125,45 @@ def run_trial(params: dict, trials: dict, meta: dict) -> None:
         # Deterministic: a retry would fail the same way, so report it instead of raising.
         tune.report({"iteration": -1, "miou_mean": float("nan"), "failed": "nan", "error": str(exc), "device": device,
                      "node": node})
+    except Exception as exc:
+        # An error of the code (a lost node kills this process: no exception reaches here). It is
+        # retried --max-failures times, then reported as the trial's failure; Tune's own budget,
+        # which also pays for lost nodes, is larger by --max-preemptions.
+        if code_error_retry(meta, trial["key"]):
+            raise
+        tune.report({"iteration": -1, "miou_mean": float("nan"), "failed": "error",
+                     "error": f"{type(exc).__name__}: {exc}", "device": device, "node": node})
+
+
+class ErrorLedger:
+    """The run's count of code errors per trial key, in a Ray actor on the driver's node: a retried
+    trial may run on any node, and only the driver's run should count."""
+
+    def __init__(self):
+        self.counts: dict = {}
+
+    def add(self, key: str) -> int:
+        self.counts[key] = self.counts.get(key, 0) + 1
+        return self.counts[key]
+
+
+def start_error_ledger(name: str):
+    """Driver side: the named ledger actor (0 CPUs, pinned to this node); keep the handle alive."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = ray.get_runtime_context().get_node_id()
+    return ray.remote(num_cpus=0)(ErrorLedger).options(
+        name=name, scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)).remote()
+
+
+def code_error_retry(meta: dict, key: str) -> bool:
+    """Whether this code error of trial `key` may still be retried (True where no ledger runs)."""
+    name = meta.get("error_ledger")
+    if not name:
+        return True
+    import ray
+    return ray.get(ray.get_actor(name).add.remote(key)) <= meta["max_failures"]
 
 
 def stored_checkpoint(uri: str | None):
