@@ -435,6 +435,7 @@ FIXED_KEYS = {("train", "checkpoint_every"): 0}
 # so a stored trial keeps its key; a run that sets one is a new trial. model.pretrained_partial
 # only lets a load through that would otherwise stop the run.
 ADDED_KEYS = {("model", "pretrained_partial"): False,
+              # single-level GA, what every stored ASS trial ran (the paper profiles set multi_level)
               ("ass", "multi_level"): False, ("ass", "lambda_gadv_aux"): 0.0002, ("ass", "lambda_seg_aux"): 0.1,
               ("data", "normalize"): "weights",          # the weights' input; imagenet without any
               ("data", "sunrgbd_val"): "test",           # SUN RGB-D scored on its test split
