@@ -58,7 +58,8 @@ def _check_rows(suites, tables, miou, iteration, class_iou):
 
 def test_rows_hold_only_parquet_files_and_everything_else_lives_beside_them(results):
     spec, root = results
-    assert {p.name for p in root.iterdir()} == {"rows", "tables", "report", "ray", "locks", "tmp", "_damaged"}
+    assert {p.name for p in root.iterdir()} == {"rows", "tables", "report", "ray", "locks", "tmp", "_damaged",
+                                                "checkpoints"}     # the driver's pointers to each unfinished trial's checkpoint
     files = [p for p in rows_root(root).rglob("*") if p.is_file()]
     assert len(files) == 3 and all(p.suffix == ".parquet" and p.name.startswith("trial-") for p in files)
     assert (root / "tables" / "contrastive" / "table1" / "plot.png").stat().st_size > 1000

@@ -76,7 +76,9 @@ def test_loader_settings_are_outside_every_stage_recipe():
     for recipe_of in (recipes.lnet_recipe, recipes.cam_recipe, recipes.labels_recipe,
                       recipes.pnet_recipe, recipes.segmenter_recipe):
         assert recipe_of(a) == recipe_of(b), recipe_of.__name__
-    u = [load_config("universal_city_town", extra) for extra in ([], ["data.workers=3"])]
+    u = [load_config("universal_city_town", extra)
+         for extra in ([], ["data.workers=3"], ["train.checkpoint_every=5"])]
     assert embedding_recipe(to_dict(u[0]), u[0], "city") == embedding_recipe(to_dict(u[1]), u[1], "city")
+    assert embedding_recipe(to_dict(u[0]), u[0], "city") == embedding_recipe(to_dict(u[2]), u[2], "city")
     assert embedding_recipe(to_dict(u[0]), u[0], "city") != embedding_recipe(
         to_dict(u[0]), load_config("universal_city_town", ["train.seed=1"]), "city")

@@ -122,6 +122,7 @@ def encoder_rows(model, dd, batch_size: int = 32, scheme: str = "imagenet") -> t
 
 STAGE = "label-embeddings"
 LOADER_KEYS = ("workers", "prefetch", "cache_resized")   # how fast the data is read, not what: outside the recipe
+TRAIN_ASIDE = ("checkpoint_every",)   # where the trial checkpoints, not what the prior fit computes
 # Fields added after stages were stored: out of the recipe at the value the stored stages computed
 # with, so their hashes stay (spec.ADDED_KEYS does the same for trial keys).
 ADDED = {("data", "normalize"): "weights", ("data", "sunrgbd_val"): "test",
@@ -141,6 +142,8 @@ def embedding_recipe(sub: dict, cfg, domain: str) -> dict:
     u = cfg.universal
     config = {k: ({f: x for f, x in v.items() if f not in LOADER_KEYS} if k == "data" else dict(v))
               for k, v in sub.items() if k in ("data", "model", "optim", "train")}
+    for name in TRAIN_ASIDE:
+        config.get("train", {}).pop(name, None)
     for (section, name), default in ADDED.items():
         if config.get(section, {}).get(name, default) == default:
             config.get(section, {}).pop(name, None)
