@@ -28,6 +28,8 @@ from __future__ import annotations
 import torch.nn as nn
 from torch import Tensor
 
+from .blocks import Bottleneck
+
 
 def _require_os8(name: str, output_stride: int) -> None:
     if int(output_stride) != 8:
@@ -48,32 +50,6 @@ def _init(module: nn.Module) -> None:
 
 # ----------------------------------------------------------------------------------------------
 # DeepLabv2 ResNet-101 (Caffe layout)
-
-class DeepLabBottleneck(nn.Module):
-    """Bottleneck with the dilation on conv2 (3x3) and the stride on conv1 (1x1, Caffe) or on
-    conv2 (torchvision's block, `stride_on_3x3`)."""
-    expansion = 4
-
-    def __init__(self, cin: int, planes: int, stride: int, dilation: int, downsample=None,
-                 stride_on_3x3: bool = False):
-        super().__init__()
-        s1, s3 = (1, stride) if stride_on_3x3 else (stride, 1)
-        self.conv1 = nn.Conv2d(cin, planes, 1, stride=s1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride=s3, padding=dilation, dilation=dilation,
-                               bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(planes * 4)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
-
-    def forward(self, x: Tensor) -> Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        return self.relu(self.bn3(self.conv3(out)) + identity)
-
 
 class DeepLabV2ResNet(nn.Module):
     """`caffe=True`: the COCO network (stride on the 1x1, ceil-mode pool). `caffe=False`: the
@@ -105,9 +81,9 @@ class DeepLabV2ResNet(nn.Module):
         # stage dilates), with the block's stride.
         downsample = nn.Sequential(nn.Conv2d(self.inplanes, planes * 4, 1, stride=stride, bias=False),
                                    nn.BatchNorm2d(planes * 4))
-        mods = [DeepLabBottleneck(self.inplanes, planes, stride, dilation, downsample, self.stride_on_3x3)]
+        mods = [Bottleneck(self.inplanes, planes, stride, dilation, downsample, self.stride_on_3x3)]
         self.inplanes = planes * 4
-        mods += [DeepLabBottleneck(self.inplanes, planes, 1, dilation) for _ in range(1, blocks)]
+        mods += [Bottleneck(self.inplanes, planes, 1, dilation) for _ in range(1, blocks)]
         return nn.Sequential(*mods)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:

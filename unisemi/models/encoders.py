@@ -12,6 +12,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from .backbones import PAPER_ENCODERS
+from .blocks import BasicBlock, Bottleneck, conv1x1, conv3x3
 
 VALID_OUTPUT_STRIDES = (8, 16)
 
@@ -20,59 +21,6 @@ def check_output_stride(output_stride: int) -> None:
     if output_stride not in VALID_OUTPUT_STRIDES:
         raise ValueError(
             f"output_stride={output_stride!r} is not supported; expected one of {{8, 16}}")
-
-
-def conv3x3(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Conv2d:
-    # padding == dilation keeps the spatial size for stride 1.
-    return nn.Conv2d(cin, cout, 3, stride=stride, padding=dilation, dilation=dilation, bias=False)
-
-
-def conv1x1(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
-
-
-class BasicBlock(nn.Module):
-    expansion = 1
-
-    def __init__(self, cin: int, planes: int, stride: int = 1, dilation: int = 1,
-                 downsample: nn.Module | None = None):
-        super().__init__()
-        self.conv1 = conv3x3(cin, planes, stride, dilation)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU(inplace=True)
-        self.conv2 = conv3x3(planes, planes, 1, dilation)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.downsample = downsample
-
-    def forward(self, x: Tensor) -> Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
-
-
-class Bottleneck(nn.Module):
-    # torchvision "v1.5": the stride sits on the 3x3 conv, not the first 1x1.
-    expansion = 4
-
-    def __init__(self, cin: int, planes: int, stride: int = 1, dilation: int = 1,
-                 downsample: nn.Module | None = None):
-        super().__init__()
-        self.conv1 = conv1x1(cin, planes)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = conv3x3(planes, planes, stride, dilation)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = conv1x1(planes, planes * 4)
-        self.bn3 = nn.BatchNorm2d(planes * 4)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
-
-    def forward(self, x: Tensor) -> Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
 
 
 class DilatedResNet(nn.Module):
