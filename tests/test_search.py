@@ -192,3 +192,19 @@ def test_a_search_asking_for_gpus_the_cluster_lacks_fails_at_once(ray_local, tmp
     assert rc == 2 and err.startswith("error: each trial asks for {CPU: 1, GPU: 1} (in-process fit)")
     assert "has 1 node with {CPU: 2, GPU: 0} in all" in err and "\n" not in err
     assert not (tmp_path / "results" / "rows" / "suite=search").exists()
+
+
+@pytest.mark.slow
+def test_a_search_whose_trials_error_exits_3_after_writing_its_leaderboard(ray_local, tmp_path, capsys):
+    # A checkpoint folder under a file passes validation and fails at the first evaluation.
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    path = write_space(tmp_path / "broken.yaml", samples=2,
+                       set={**{k: v for k, v in TINY.items() if k != "data.batch_size"},
+                            "train.out_dir": str(blocker / "runs")})
+    results = tmp_path / "results"
+    assert cli.main(["tune", str(path), "--results", str(results), "--max-concurrent", "2"]) == 3
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "error: 2 of 2 trial(s) errored or have no final row; the leaderboard holds what finished")
+    board = (results / "tables" / "search" / "broken" / "leaderboard.csv").read_text()
+    assert board.count(",error,") == 2

@@ -30,6 +30,7 @@ import difflib
 import hashlib
 import json
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -523,4 +524,11 @@ def main(args) -> int:
     print(leaderboard_markdown(space, board, top=10))
     print(best_config_text(space, res["best"]))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
+    failed = board[board["status"].isin(["error", "unfinished"])] if len(board) else board
+    if len(failed) or not len(board):
+        # the same code as ablations/run.py's (EXIT_TRIALS_FAILED), after the leaderboard is written
+        what = f"{len(failed)} of {len(board)} trial(s) errored or have no final row" if len(board) \
+            else "no trial wrote a row"
+        print(f"error: {what}; the leaderboard holds what finished", file=sys.stderr)
+        return 3
     return 0
