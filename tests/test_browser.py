@@ -71,9 +71,11 @@ def test_the_table6_page_renders_with_its_values_and_every_image(table6, tmp_pat
         assert ours.startswith(f"{line['mean']:.1f}"), (line["cell"], ours)
         assert paper == f"{line['paper']:.1f}" and delta == f"{line['delta']:+.1f}"
     widths = image_widths(dom)
-    assert len(widths) == page.read_text().count("<img ") == 4
+    # the laptop plot (each cell relative to its baseline), the absolute plot, and three figures
+    sources = re.findall(r'<img src="[^"]*/([^"/]+)"', page.read_text())
+    assert len(widths) == len(sources) == 5 and {"plot.png", "plot_absolute.png"} <= set(sources), sources
     assert all(w > 0 for w in widths), widths
-    assert re.search(r'data-images-loaded="4/4"', dom)
+    assert re.search(r'data-images-loaded="5/5"', dom)
 
 
 def test_a_missing_figure_shows_as_not_loaded(table6, tmp_path):
@@ -85,7 +87,7 @@ def test_a_missing_figure_shows_as_not_loaded(table6, tmp_path):
     dom = chromium(site.page_path(copy, "contrastive", "table6"), tmp_path / "p", "--dump-dom")
     assert sorted(image_widths(dom))[0] == 0
     assert "figure missing: table6/curves.png" in dom
-    assert 'data-images-loaded="3/4"' in dom
+    assert 'data-images-loaded="4/5"' in dom
 
 
 def test_the_index_renders_the_tables_status_and_cost(table6, tmp_path):
