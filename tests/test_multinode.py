@@ -116,9 +116,9 @@ class Cluster:
                      "--temp-dir", str(self.head_dir / "ray-tmp"), "--include-dashboard=false",
                      "--ray-client-server-port", str(_free_ports(1)[0]), "--disable-usage-stats", *_node_ports()])
 
-    def add_worker(self) -> subprocess.Popen:
+    def add_worker(self, cpus: int = 1) -> subprocess.Popen:
         tmp = tempfile.mkdtemp(prefix="w", dir=self.base)    # short: Ray's socket paths are limited
-        start = " ".join([RAY, "start", "--address", self.address, "--num-cpus=1", "--block",
+        start = " ".join([RAY, "start", "--address", self.address, f"--num-cpus={cpus}", "--block",
                           "--temp-dir", tmp, "--disable-usage-stats", *_node_ports()])
         script = f"mount --make-rprivate / && mount -t tmpfs tmpfs {self.head_dir} && exec {start}"
         proc = self._start(["unshare", "-m", "sh", "-c", script])
@@ -265,8 +265,8 @@ def _long_table(c: Cluster, name: str) -> tuple[Path, Path, list[str]]:
 
 
 @pytest.fixture(scope="module")
-def long_reference(cluster):
-    spec, _, _ = _long_table(cluster, "reference")
+def long_reference(tmp_path_factory):
+    spec = tiny_spec(tmp_path_factory.mktemp("specs-reference"), cells=("a",), seeds=1, baseline=False)
     return _plain_fit(spec, LONG[1::2])[("variant=a", 0)]
 
 
@@ -328,6 +328,63 @@ def test_a_killed_driver_resumes_the_interrupted_trial_from_its_checkpoint(clust
     assert final["resumed_from"] >= killed_after                          # not iteration 0
     print(f"\nkilled driver: killed after the iteration-{killed_after} evaluation, --resume continued from "
           f"the iteration-{final['resumed_from']} checkpoint")
+
+
+@pytest.fixture()
+def trainer_cluster():
+    """A cluster of its own for a TorchTrainer trial: its driver (0.01 CPU) and its one worker
+    (1 CPU) on one node, so each worker node has 2 CPUs (the module's worker has 1)."""
+    base = Path(tempfile.mkdtemp(prefix="mt", dir="/tmp"))
+    c = Cluster(base)
+    try:
+        c.start_head()
+        c.add_worker(cpus=2)
+        c.alive_nodes(2)
+        yield c
+    finally:
+        c.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_torchtrainer_trial_survives_a_killed_worker_node_from_its_train_checkpoint(trainer_cluster, long_reference):
+    """README's cluster path (--workers-per-trial 1): the Train run lives in the shared storage
+    under a name per trial key, so the retry on a fresh node re-creates it and Train resumes it."""
+    c = trainer_cluster
+    spec, results, args = _long_table(c, "trainer-lost")
+    cmd = [sys.executable, str(ROOT / "ablations" / "run.py"), str(spec), "--results", str(results),
+           "--address", c.address, "--workers-per-trial", "1", *args]
+    log = open(c.base / "trainer-lost.log", "w")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=c.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_rows(results, proc)
+        _wait_next_checkpoint(results, proc)            # kill between evaluations, after a checkpoint
+        killed_after = int(_rows(results)["iteration"].max())
+        c.kill_raylet(c.workers[-1])
+        t_kill = time.perf_counter()
+        c.add_worker(cpus=2)
+        try:
+            proc.wait(timeout=240)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the run did not end after the kill:\n" + (c.base / "trainer-lost.log").read_text()[-6000:])
+        t_end = time.perf_counter()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, (c.base / "trainer-lost.log").read_text()[-3000:]
+    df = _rows(results)
+    final = _check_long(df, long_reference)
+    assert killed_after < EVALS[-1], "killed too late: the trial had already finished"
+    assert (df["workers"] == 1).all()
+    run = c.shared / "ray" / "train" / f"contrastive-table1-{final['trial']}"    # <suite>-<table>-<key>
+    assert final["checkpoints"] == str(run) and run.is_dir()
+    assert final["retries"] == 1 and final["resumed_from"] > killed_after and final["resumed_from"] % 50 == 0
+    table = next(results.glob("tables/*/*/table.md")).read_text()
+    assert "1 trial(s) retried 1 time(s) after a lost node or an error, each from its last checkpoint" in table
+    print(f"\nlost node (TorchTrainer): killed after the iteration-{killed_after} evaluation, resumed from the "
+          f"iteration-{final['resumed_from']} checkpoint; {final['lost_s']:.1f} s of work from the last checkpoint "
+          f"to the retry; {t_end - t_kill:.1f} s from the kill to the end, {t_end - t0:.1f} s in all")
 
 
 def _fake_launcher_config(port: int) -> dict:

@@ -51,6 +51,7 @@ def train_worker(loop_config: dict) -> None:
         metrics["record"] = record
         metrics["device"] = device
         metrics["node"] = ray.get_runtime_context().get_node_id()
+        metrics["placement_group"] = group
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint = None
             if rank == 0:  # one copy of the (identical) state is enough
@@ -65,9 +66,15 @@ def train_worker(loop_config: dict) -> None:
             if rank == 0:
                 save_checkpoint(tmp)
                 checkpoint = ray.train.Checkpoint.from_directory(tmp)
-            ray.train.report({"iteration": iteration, "device": device}, checkpoint=checkpoint)
+            ray.train.report({"iteration": iteration, "device": device, "placement_group": group},
+                             checkpoint=checkpoint)
 
     device = device_name(loop_config["config"], ray.train.get_context().get_world_size())
+    # The worker group's placement group, for the Tune driver: when this trial's node dies, the Train
+    # controller that would remove it dies too, and Ray moves its bundles to a live node, where they
+    # would hold the resources the retried trial needs (see runner.StoreCallback).
+    group = ray.util.get_current_placement_group()
+    group = group.id.hex() if group is not None else None
     try:
         fit(cfg, report=report, keep=keep, resume=resume_dir)
     except NonFiniteLoss as exc:

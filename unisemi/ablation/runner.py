@@ -49,6 +49,7 @@ def store_callback(store: TableStore, meta: dict, payload_of, total: int, log):
             # per trial key: when its last checkpoint was reported, retries, seconds of work lost
             self.kept, self.retries, self.lost, self.where = {}, {}, {}, {}
             self.failed: set = set()      # trials that ended by reporting a failure (nan, code error)
+            self.groups: dict = {}        # per trial key: its TorchTrainer's placement group (hex id)
 
         def on_trial_start(self, iteration, trials, trial, **info):
             key = payload_of(trial)["key"]
@@ -61,17 +62,31 @@ def store_callback(store: TableStore, meta: dict, payload_of, total: int, log):
             """A retry (a lost node or an error) resumes from the last checkpoint: the work since
             then, up to when the driver learnt of the failure, is done again."""
             key = payload_of(trial)["key"]
+            self._drop_group(key)
             self.retries[key] = self.retries.get(key, 0) + 1
             since = self.kept.get(key, self.launched.get(key))
             self.lost[key] = self.lost.get(key, 0.0) + (time.time() - since if since else 0.0)
             self.on_trial_start(iteration, trials, trial)
 
         def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
+            self._kept(trial, checkpoint.path)
+
+        def _kept(self, trial, fs_path: str) -> None:
             key = payload_of(trial)["key"]
             self.kept[key] = time.time()
             if meta.get("storage"):
-                store.save_pointer(key, storage_mod.uri_of(meta["storage"], trial.storage.storage_fs_path,
-                                                           checkpoint.path))
+                store.save_pointer(key, storage_mod.uri_of(meta["storage"], trial.storage.storage_fs_path, fs_path))
+
+        def _drop_group(self, key) -> None:
+            """Remove the placement group of a failed attempt's TorchTrainer. Its Train controller
+            died with the node and cannot; the group belongs to this driver's job, so Ray would
+            move its bundles to a live node and hold them there, and the retry would wait forever."""
+            group = self.groups.pop(key, None)
+            if group:
+                import ray
+                from ray._raylet import PlacementGroupID
+                from ray.util.placement_group import PlacementGroup
+                ray.util.remove_placement_group(PlacementGroup(PlacementGroupID(bytes.fromhex(group))))
 
         def _attempts(self, key) -> dict:
             return {"checkpoints": self.where.get(key), "retries": self.retries.get(key, 0),
@@ -88,6 +103,12 @@ def store_callback(store: TableStore, meta: dict, payload_of, total: int, log):
             t = payload_of(trial)
             device, node = result.get("device"), result.get("node")
             self.devices[t["key"]] = device
+            if result.get("placement_group"):
+                self.groups[t["key"]] = result["placement_group"]
+            if result.get("checkpoint_path"):
+                # A TorchTrainer trial: Train stored the checkpoint in its own run and Ray's
+                # TuneReportCallback passes only its path (Tune's on_checkpoint never sees it).
+                self._kept(trial, result["checkpoint_path"])
             if result.get("failed"):
                 self.failed.add(t["key"])
                 store.merge(t["key"], [{**failure_row(t, meta, result["failed"], result.get("error", ""), device, node),
@@ -115,6 +136,7 @@ def store_callback(store: TableStore, meta: dict, payload_of, total: int, log):
 
         def on_trial_error(self, iteration, trials, trial, **info):
             t = payload_of(trial)
+            self._drop_group(t["key"])
             error = _error_text(trial)
             store.merge(t["key"], [{**failure_row(t, meta, "error", error, self.devices.get(t["key"])),
                                     **self._attempts(t["key"])}])
