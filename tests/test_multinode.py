@@ -8,7 +8,9 @@ ever stopped, by PID.
 
 Cases: a table runs with every trial on a worker and the numbers of a plain fit; a head-local
 storage is refused before any trial; a worker node killed mid-trial is survived from its checkpoint;
-a killed driver's --resume continues the interrupted trial from its checkpoint.
+a killed driver's --resume continues the interrupted trial from its checkpoint; a TorchTrainer
+trial (--workers-per-trial 1, on a cluster of its own with 2-CPU workers) survives a killed worker
+node from its Train run's checkpoint in the storage.
 """
 import json
 import os
