@@ -10,7 +10,8 @@ Cases: a table runs with every trial on a worker and the numbers of a plain fit;
 storage is refused before any trial; a worker node killed mid-trial is survived from its checkpoint;
 a killed driver's --resume continues the interrupted trial from its checkpoint; a TorchTrainer
 trial (--workers-per-trial 1, on a cluster of its own with 2-CPU workers) survives a killed worker
-node from its Train run's checkpoint in the storage.
+node from its Train run's checkpoint in the storage, and a killed driver's --resume continues it
+from that checkpoint.
 """
 import json
 import os
@@ -146,6 +147,18 @@ class Cluster:
         nodes = json.loads(out.stdout.strip().splitlines()[-1])
         assert len(nodes) == count, f"{len(nodes)} alive nodes, waited for {count}"
         return nodes
+
+    def placement_groups(self) -> dict:
+        """{state: count} of every placement group the cluster knows (REMOVED ones included)."""
+        code = textwrap.dedent(f"""
+            import collections, json, ray
+            ray.init(address={self.address!r}, log_to_driver=False)
+            table = ray.util.placement_group_table()
+            print(json.dumps(collections.Counter(g["state"] for g in table.values())))
+        """)
+        out = subprocess.run([sys.executable, "-c", code], env=self.env, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return json.loads(out.stdout.strip().splitlines()[-1])
 
     def kill_raylet(self, worker: subprocess.Popen) -> int:
         (raylet,) = [p for p in _descendants(worker.pid) if _name(p) == "raylet"]
@@ -387,6 +400,45 @@ def test_a_torchtrainer_trial_survives_a_killed_worker_node_from_its_train_check
     print(f"\nlost node (TorchTrainer): killed after the iteration-{killed_after} evaluation, resumed from the "
           f"iteration-{final['resumed_from']} checkpoint; {final['lost_s']:.1f} s of work from the last checkpoint "
           f"to the retry; {t_end - t_kill:.1f} s from the kill to the end, {t_end - t0:.1f} s in all")
+
+
+def test_a_killed_driver_resumes_a_torchtrainer_trial_from_its_train_checkpoint(trainer_cluster, long_reference):
+    """--workers-per-trial 1, the driver killed after a Train checkpoint between evaluations: the
+    killed job's actors and placement groups go with it, and --resume re-creates the Train run
+    under the same name (<storage>/train/<suite>-<table>-<key>), which Train V2 resumes."""
+    c = trainer_cluster
+    spec, results, args = _long_table(c, "trainer-driver")
+    cmd = [sys.executable, str(ROOT / "ablations" / "run.py"), str(spec), "--results", str(results),
+           "--address", c.address, "--workers-per-trial", "1", *args]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=c.env, stdout=open(c.base / "trainer-driver.log", "w"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_rows(results, proc)
+        _wait_next_checkpoint(results, proc)            # kill between evaluations, after a checkpoint
+        killed_after = int(_rows(results)["iteration"].max())
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)             # the driver this test started, nothing else
+        proc.wait()
+    t_kill = time.perf_counter()
+    assert killed_after < EVALS[-1], "killed too late: the trial had already finished"
+    out = subprocess.run(cmd + ["--resume"], env=c.env, capture_output=True, text=True, timeout=300)
+    t_end = time.perf_counter()
+    assert out.returncode == 0, out.stderr[-3000:]
+    df = _rows(results)
+    final = _check_long(df, long_reference)
+    assert (df["workers"] == 1).all()
+    run = c.shared / "ray" / "train" / f"contrastive-table1-{final['trial']}"    # <suite>-<table>-<key>
+    assert final["checkpoints"] == str(run) and run.is_dir()
+    # from the Train run's checkpoint after the last stored evaluation, not from iteration 0
+    assert final["resumed_from"] > killed_after and final["resumed_from"] % 50 == 0
+    # Ray removed the killed job's placement groups (Tune's trial and its Train worker group) with
+    # the job: none is left holding a bundle, as a retry's orphan would (see runner._drop_group)
+    groups = c.placement_groups()
+    assert set(groups) == {"REMOVED"} and groups["REMOVED"] >= 4, groups
+    print(f"\nkilled driver (TorchTrainer): killed after the iteration-{killed_after} evaluation, --resume "
+          f"continued from the iteration-{final['resumed_from']} checkpoint; {t_end - t_kill:.1f} s for the "
+          f"--resume run, {t_end - t0:.1f} s in all")
 
 
 def _fake_launcher_config(port: int) -> dict:
