@@ -117,9 +117,13 @@ def _relative(spec, frame: pd.DataFrame, path: Path, kind: str) -> Path:
     ax.set_ylabel(f"% change of {spec.metric} from {base}")
     ax.set_title(f"{spec.suite}/{spec.name}: relative to the baseline, ours and the paper's", fontsize=9)
     ax.legend(fontsize=7)
+    return _save(plt, fig, path)
+
+
+def _save(plt, fig, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
+    plt.close(fig)       # pyplot keeps every open figure; a report writes dozens
     return path
 
 
@@ -155,10 +159,7 @@ def _line(spec, sel, summary, path: Path) -> Path:
     ax.set_ylabel(f"{spec.metric} (%)")
     ax.set_title(f"{spec.suite}/{spec.name}: {spec.title}", fontsize=9)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def _bars(spec, sel, summary, path: Path) -> Path:
@@ -188,10 +189,7 @@ def _bars(spec, sel, summary, path: Path) -> Path:
     ax.set_ylabel(f"{spec.metric} (%)")
     ax.set_title(f"{spec.suite}/{spec.name}: {spec.title}", fontsize=9)
     ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def _heatmap(spec, sel, out_dir: Path) -> None:
@@ -206,6 +204,4 @@ def _heatmap(spec, sel, out_dir: Path) -> None:
         sns.heatmap(frame, annot=True, fmt=".0f", cmap="viridis", vmin=0, vmax=100, ax=ax,
                     cbar_kws={"label": "IoU (%)"}, annot_kws={"fontsize": 6})
         ax.set_title(f"{spec.suite}/{spec.name}: per-class IoU, {dkey}", fontsize=9)
-        fig.tight_layout()
-        fig.savefig(out_dir / f"per_class_{dkey}.png", dpi=120)
-        plt.close(fig)
+        _save(plt, fig, out_dir / f"per_class_{dkey}.png")

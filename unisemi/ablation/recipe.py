@@ -59,6 +59,15 @@ def card(spec) -> tuple[dict, dict]:
     return recipe, departures
 
 
+def _check_entry(path, at: str, entry, allowed, shape: str, text_key: str, text_is: str) -> None:
+    """A card item or a departure: a mapping of the allowed keys with a non-empty `text_key`."""
+    if not isinstance(entry, dict):
+        raise key_error(path, at, f"expected {shape}, got {entry!r}")
+    check_keys(path, f"{at}.", entry, allowed)
+    if not isinstance(entry.get(text_key), str) or not entry[text_key].strip():
+        raise key_error(path, f"{at}.{text_key}", f"missing: {text_is}")
+
+
 def check_card(path, recipe, departures, axes: dict) -> None:
     """Every item present with a source and a value or words; cells and departures well formed."""
     from unisemi.config import all_keys
@@ -72,11 +81,8 @@ def check_card(path, recipe, departures, axes: dict) -> None:
     known = set(all_keys()) | set(TABLE_KEYS)
     for item, entry in recipe.items():
         at = f"{where}.{item}"
-        if not isinstance(entry, dict):
-            raise key_error(path, at, f"expected {{value: {{config key: value}}, source: text}}, got {entry!r}")
-        check_keys(path, f"{at}.", entry, ITEM_KEYS)
-        if not isinstance(entry.get("source"), str) or not entry["source"].strip():
-            raise key_error(path, f"{at}.source", "missing: where the paper (or release) says it")
+        _check_entry(path, at, entry, ITEM_KEYS, "{value: {config key: value}, source: text}",
+                     "source", "where the paper (or release) says it")
         if "value" not in entry and not entry.get("paper"):
             raise key_error(path, at, "expected a value (config key -> value) or the paper's words (paper:)")
         _check_values(path, f"{at}.value", entry.get("value") or {}, known)
@@ -89,11 +95,7 @@ def check_card(path, recipe, departures, axes: dict) -> None:
         raise key_error(path, where, f"expected a mapping of key -> {{value, why}}, got {departures!r}")
     for key, entry in departures.items():
         at = f"{where}.{key}"
-        if not isinstance(entry, dict):
-            raise key_error(path, at, f"expected {{value, why}}, got {entry!r}")
-        check_keys(path, f"{at}.", entry, DEPARTURE_KEYS)
-        if not isinstance(entry.get("why"), str) or not entry["why"].strip():
-            raise key_error(path, f"{at}.why", "missing: the reason for the difference")
+        _check_entry(path, at, entry, DEPARTURE_KEYS, "{value, why}", "why", "the reason for the difference")
         if "value" not in entry:
             raise key_error(path, f"{at}.value", "missing: the value this table runs")
         if key not in known and entry.get("item") not in recipe:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from unisemi.added_fields import drop_added_fields
 from unisemi.config import ConfigError, _merge, build_config, load_values, to_dict, yaml_error_text
 
 ABLATIONS_DIR = Path(__file__).resolve().parents[2] / "ablations"
@@ -431,17 +432,6 @@ SPEED_KEYS = (("data", "cache_resized"),)
 # Settings of that kind that were in the identity before: held at their default there instead of
 # dropped, so stored keys stay. train.checkpoint_every only adds checkpoints between evaluations.
 FIXED_KEYS = {("train", "checkpoint_every"): 0}
-# Fields added after tables were stored: left out of the identity while they hold their default,
-# so a stored trial keeps its key; a run that sets one is a new trial. model.pretrained_partial
-# only lets a load through that would otherwise stop the run.
-ADDED_KEYS = {("model", "pretrained_partial"): False,
-              # single-level GA, what every stored ASS trial ran (the paper profiles set multi_level)
-              ("ass", "multi_level"): False, ("ass", "lambda_gadv_aux"): 0.0002, ("ass", "lambda_seg_aux"): 0.1,
-              ("data", "normalize"): "weights",          # the weights' input; imagenet without any
-              ("data", "sunrgbd_val"): "test",           # SUN RGB-D scored on its test split
-              ("transfer", "lnet_batch_size"): 0,        # the L-Net at data.batch_size
-              ("finetune", "restart_schedule"): False}   # one poly schedule over both phases
-
 
 def seeds_aside(config: dict) -> dict:
     """A copy of a resolved config without its seeds (`train.seed`, `data.split_seed`) and its
@@ -452,10 +442,7 @@ def seeds_aside(config: dict) -> dict:
     for (section, name), value in FIXED_KEYS.items():
         if name in c.get(section, {}):
             c[section][name] = value
-    for (section, name), default in ADDED_KEYS.items():
-        if c.get(section, {}).get(name, default) == default:
-            c.get(section, {}).pop(name, None)
-    return c
+    return drop_added_fields(c)     # fields added after tables were stored (added_fields.py)
 
 
 def config_identity(config: dict) -> str:

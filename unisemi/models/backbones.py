@@ -28,24 +28,13 @@ from __future__ import annotations
 import torch.nn as nn
 from torch import Tensor
 
-from .blocks import Bottleneck
+from .blocks import Bottleneck, init_weights
 
 
 def _require_os8(name: str, output_stride: int) -> None:
     if int(output_stride) != 8:
         raise ValueError(f"encoder {name} is published at output stride 8 only; "
                          f"got model.output_stride={output_stride}")
-
-
-def _init(module: nn.Module) -> None:
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -69,7 +58,7 @@ class DeepLabV2ResNet(nn.Module):
         self.layer3 = self._stage(256, layers[2], 1, 2)
         self.layer4 = self._stage(512, layers[3], 1, 4)
         self.low_channels, self.mid_channels, self.out_channels, self.output_stride = 256, 1024, 2048, 8
-        _init(self)
+        init_weights(self)
         if freeze_bn_affine:
             for m in self.modules():
                 if isinstance(m, nn.BatchNorm2d):
@@ -135,7 +124,7 @@ class VGG16LargeFOV(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.drop6, self.drop7 = nn.Dropout(dropout), nn.Dropout(dropout)
         self.low_channels, self.mid_channels, self.out_channels, self.output_stride = 256, 512, FC6_CHANNELS, 8
-        _init(self)
+        init_weights(self)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         low = self.features[:LOW_INDEX + 1](x)
@@ -193,7 +182,7 @@ class DRND(nn.Module):
         self.layer7 = self._convs(c[6], layers[6], 1, 2)
         self.layer8 = self._convs(c[7], layers[7], 1, 1)
         self.low_channels, self.mid_channels, self.out_channels, self.output_stride = c[2], c[4], c[7], 8
-        _init(self)
+        init_weights(self)
 
     def _convs(self, channels: int, n: int, stride: int, dilation: int) -> nn.Sequential:
         mods: list[nn.Module] = []

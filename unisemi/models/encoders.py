@@ -12,7 +12,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from .backbones import PAPER_ENCODERS
-from .blocks import BasicBlock, Bottleneck, conv1x1, conv3x3
+from .blocks import BasicBlock, Bottleneck, conv1x1, conv3x3, init_weights
 
 VALID_OUTPUT_STRIDES = (8, 16)
 
@@ -47,7 +47,7 @@ class DilatedResNet(nn.Module):
         self.mid_channels = 256 * block.expansion
         self.out_channels = 512 * block.expansion
         self.output_stride = output_stride
-        _init_weights(self)
+        init_weights(self)
 
     def _make_layer(self, block: type, planes: int, blocks: int, stride: int = 1,
                     dilate: bool = False) -> nn.Sequential:
@@ -120,21 +120,12 @@ class TinyEncoder(nn.Module):
         self.mid_channels = 4 * w
         self.out_channels = 4 * w
         self.output_stride = output_stride
-        _init_weights(self)
+        init_weights(self)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         low = self.stage1(self.stem(x))
         mid = self.stage3(self.stage2(low))
         return {"low": low, "mid": mid, "out": self.stage4(mid)}
-
-
-def _init_weights(module: nn.Module) -> None:
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
 
 
 def tiny(output_stride: int = 8, width: int = 32) -> nn.Module:

@@ -17,6 +17,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+from unisemi.added_fields import drop_added_fields
 from unisemi.device import cpu_state_dict
 from unisemi.methods.transfer import cam, labels, lnet, pnet
 
@@ -33,10 +34,6 @@ PNET_KEYS = LNET_KEYS + ("pnet_pretrain_iterations", "pnet_lr", "pnet_size")
 # no stage reads the first two; the loader settings change how fast a stage reads, not what
 DATA_ASIDE = ("val_images", "unlabelled_batch_size", "workers", "prefetch", "cache_resized")
 OPTIM_ASIDE = ("lr", "head_lr_mult")    # the segmenter's: the own-loop stages have their own rates
-# Fields added after stages were stored: out of a recipe while they hold the value that computes
-# what the stored stages computed (as spec.ADDED_KEYS does for trial keys), so their hashes stay.
-ADDED = {("data", "normalize"): "weights", ("data", "sunrgbd_val"): "test",
-         ("model", "pretrained_partial"): False, ("transfer", "lnet_batch_size"): 0}
 
 
 def stage_values(cfg, keys, whole_optim: bool = False) -> dict:
@@ -48,10 +45,7 @@ def stage_values(cfg, keys, whole_optim: bool = False) -> dict:
               "data": {k: v for k, v in d["data"].items() if k not in DATA_ASIDE},
               "model": d["model"], "optim": optim, "train": {"seed": cfg.train.seed},
               "transfer": {k: d["transfer"][k] for k in keys}}
-    for (section, name), default in ADDED.items():
-        if values[section].get(name, default) == default:
-            values[section].pop(name, None)
-    return values
+    return drop_added_fields(values)    # stored stages keep their hashes (added_fields.py)
 
 
 def lnet_recipe(cfg) -> dict:

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from unisemi.added_fields import drop_added_fields
 from unisemi.data.transforms import input_scheme
 from unisemi.losses import IGNORE_INDEX
 
@@ -123,10 +124,6 @@ def encoder_rows(model, dd, batch_size: int = 32, scheme: str = "imagenet") -> t
 STAGE = "label-embeddings"
 LOADER_KEYS = ("workers", "prefetch", "cache_resized")   # how fast the data is read, not what: outside the recipe
 TRAIN_ASIDE = ("checkpoint_every",)   # where the trial checkpoints, not what the prior fit computes
-# Fields added after stages were stored: out of the recipe at the value the stored stages computed
-# with, so their hashes stay (spec.ADDED_KEYS does the same for trial keys).
-ADDED = {("data", "normalize"): "weights", ("data", "sunrgbd_val"): "test",
-         ("model", "pretrained_partial"): False}
 CENTROIDS_FILE = "centroids.pt"
 
 
@@ -144,9 +141,7 @@ def embedding_recipe(sub: dict, cfg, domain: str) -> dict:
               for k, v in sub.items() if k in ("data", "model", "optim", "train")}
     for name in TRAIN_ASIDE:
         config.get("train", {}).pop(name, None)
-    for (section, name), default in ADDED.items():
-        if config.get(section, {}).get(name, default) == default:
-            config.get(section, {}).pop(name, None)
+    drop_added_fields(config)       # stored stages keep their hashes (added_fields.py)
     return {"what": "universal-label-embeddings-v1", "domain": domain, "k": u.centroids,
             "d": u.embed_dim, "seed": cfg.train.seed, "config": config}
 
